@@ -1,0 +1,63 @@
+"""The ``mimo`` command line: one sub-command per pipeline stage.
+
+Each command lives in its own module exposing ``cli(argv: list[str]) -> int``; modules are imported only when
+their command runs, so ``mimo --help`` is instant.  User errors (:class:`~mimo.errors.MimoError`) print one line
+and exit 2; Ctrl-C exits 130.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from mimo.errors import MimoError
+
+# command -> (module with a `cli(argv)` function, one-line description)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "pretrain": ("mimo.train.pretrain", "pretrain a model with next-token + MTP loss over the data stages"),
+    "generate": ("mimo.infer.cli", "generate text from a checkpoint (KV-cached, batched, streaming)"),
+    "tokenizer": ("mimo.tokenizer", "train a byte-level BPE tokenizer on text/JSONL files"),
+}
+
+
+def _usage() -> str:
+    width = max(len(c) for c in COMMANDS)
+    lines = [
+        "usage: mimo <command> [options]",
+        "",
+        "mimo: the MiMo-7B reasoning-LLM recipe, from a laptop CPU to a GPU cluster.",
+        "",
+        "commands:",
+    ]
+    lines += [f"  {name:<{width}}  {desc}" for name, (_, desc) in COMMANDS.items()]
+    lines += ["", "Run `mimo <command> --help` for the options of a command."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from mimo import __version__
+
+        print(f"mimo {__version__}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"mimo: error: unknown command {name!r} (commands: {', '.join(COMMANDS)})", file=sys.stderr)
+        return 2
+    try:
+        module = importlib.import_module(COMMANDS[name][0])
+        return int(module.cli(rest) or 0)
+    except MimoError as e:
+        print(f"mimo {name}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"mimo {name}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

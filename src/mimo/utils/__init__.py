@@ -1,0 +1,1 @@
+"""Small shared helpers: JSONL I/O, logging and progress, seeding."""
