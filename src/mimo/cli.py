@@ -15,6 +15,7 @@ from mimo.errors import MimoError
 # command -> (module with a `cli(argv)` function, one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("mimo.train.pretrain", "pretrain a model with next-token + MTP loss over the data stages"),
+    "sft": ("mimo.train.sft", "supervised fine-tuning on ChatML conversations with <think> reasoning"),
     "generate": ("mimo.infer.cli", "generate text from a checkpoint (KV-cached, batched, streaming)"),
     "tokenizer": ("mimo.tokenizer", "train a byte-level BPE tokenizer on text/JSONL files"),
 }
