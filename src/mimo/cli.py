@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("mimo.train.pretrain", "pretrain a model with next-token + MTP loss over the data stages"),
     "generate": ("mimo.infer.cli", "generate text from a checkpoint (KV-cached, batched, streaming)"),
     "tokenizer": ("mimo.tokenizer", "train a byte-level BPE tokenizer on text/JSONL files"),
+    "data": ("mimo.data.cli", "pretraining data: extract, dedup, tag, synthesize, decontaminate, mix (datatrove)"),
 }
 
 

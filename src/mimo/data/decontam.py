@@ -208,7 +208,7 @@ class NgramIndex:
 
 @dataclasses.dataclass
 class DecontamConfig:
-    input: str = F("", "input JSONL file")
+    input: str = F("", "input JSONL file(s) or directory")
     output: str = F("", "output JSONL file: the records without benchmark overlap")
     field: str = F("text", "record field to check (e.g. problem, prompt, text)")
     benchmarks: list[str] = F(factory=lambda: list(BENCHMARKS),
@@ -227,13 +227,20 @@ def main(cfg: DecontamConfig) -> dict:
     index = NgramIndex.from_benchmarks(cfg.benchmarks, n=cfg.n, data_dir=cfg.data_dir or None)
     kept, dropped, per_bench = [], [], defaultdict(int)
     t0 = time.perf_counter()
-    for line, rec in enumerate(iter_jsonl(cfg.input), start=1):
+    if Path(cfg.input).is_file():
+        files = [Path(cfg.input)]
+    else:  # a directory or a comma list (the datatrove glue is only needed then)
+        from mimo.data.executor import input_files
+
+        files = input_files(cfg.input)
+    records = ((f, line, rec) for f in files for line, rec in enumerate(iter_jsonl(f), start=1))
+    for path, line, rec in records:
         text = rec.get(cfg.field)
         if not isinstance(text, str):
-            raise MimoError(f"{cfg.input}:{line}: record has no string field {cfg.field!r}")
+            raise MimoError(f"{path}:{line}: record has no string field {cfg.field!r}")
         hits = index.matches(text)
         if hits:
-            dropped.append({"line": line, "id": rec.get("id"), "matches": hits[:20]})
+            dropped.append({"file": str(path), "line": line, "id": rec.get("id"), "matches": hits[:20]})
             for b in {h.split(":")[0] for h in hits}:
                 per_bench[b] += 1
         else:

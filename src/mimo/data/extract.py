@@ -27,12 +27,16 @@ describes (keep math, code and forum content), built on Resiliparse (default, fa
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import secrets
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from lxml import html as lxml_html
 
+from mimo.config import F
+from mimo.data.executor import ExecutorConfig
 from mimo.data.mathml import local_name, mathml_to_latex
 
 EXTRACTORS = ("resiliparse", "trafilatura")
@@ -253,3 +257,65 @@ def missing_items(text: str, items: list[dict]) -> list[dict]:
         if not ok:
             lost.append(item)
     return lost
+
+
+# ------------------------------------------------------------------------------------------- the stage
+
+
+@dataclasses.dataclass
+class ExtractConfig:
+    input: str = F("", "input: JSONL file(s)/directory of records with html (and url), or a directory of .html files")
+    output: str = F("", "output directory: JSONL records with text (one file per task)")
+    html_field: str = F("html", "record field holding the HTML")
+    extractor: str = F("resiliparse", "main-content extractor after the pre-pass: resiliparse or trafilatura")
+    main_content: bool = F(True, "keep only main content (drop navigation, footers, sidebars)")
+    min_chars: int = F(20, "drop pages whose extracted text is shorter than this")
+    executor: ExecutorConfig = F(factory=ExecutorConfig, help="datatrove executor")
+
+
+def extract_document(doc, extractor: str = "resiliparse", main_content: bool = True, min_chars: int = 20):
+    """datatrove map function: the document's HTML (``doc.text``) -> its text; None (dropped) when too short."""
+    url = doc.metadata.get("url")
+    result = extract(doc.text, url if isinstance(url, str) else None, extractor=extractor, main_content=main_content)
+    if len(result.text) < min_chars:
+        return None
+    doc.text = result.text
+    doc.metadata.update(n_math=result.n_math, n_code=result.n_code, n_lost=len(result.lost))
+    return doc
+
+
+def _html_files_to_jsonl(folder: Path, dest: Path, field: str) -> Path:
+    """A directory of ``.html`` pages as one JSONL file (url = the file name), so the stage reads one format."""
+    from mimo.utils.io import write_jsonl
+
+    pages = sorted([*folder.glob("*.html"), *folder.glob("*.htm")])
+    write_jsonl(dest, ({"id": p.stem, "url": p.name, field: p.read_text(encoding="utf-8", errors="replace")}
+                       for p in pages))
+    return dest
+
+
+def main(cfg: ExtractConfig) -> dict:
+    from functools import partial
+
+    from mimo.data.executor import (DocumentMap, JsonlSink, JsonlSource, count_records, input_files, make_executor,
+                                    output_files, run_stages)
+    from mimo.errors import MimoError
+
+    if not cfg.output:
+        raise MimoError("extract: --output DIR is required")
+    if cfg.extractor not in EXTRACTORS:
+        raise MimoError(f"--extractor: expected one of {', '.join(EXTRACTORS)}, got {cfg.extractor!r}")
+    out = Path(cfg.output)
+    src = Path(cfg.input)
+    if src.is_dir() and not any(src.glob("*.jsonl")) and any(src.glob("*.htm*")):
+        files = [_html_files_to_jsonl(src, out / ".work" / "pages.jsonl", cfg.html_field)]
+    else:
+        files = input_files(cfg.input)
+    for stale in output_files(out):
+        stale.unlink()
+    fn = partial(extract_document, extractor=cfg.extractor, main_content=cfg.main_content, min_chars=cfg.min_chars)
+    pipeline = [JsonlSource(files, text_field=cfg.html_field), DocumentMap(fn, "mimo extract"), JsonlSink(out)]
+    n_in = count_records(files)
+    stats = run_stages("extract", [make_executor(pipeline, cfg.executor, out / ".work" / "logs")], n_docs=n_in)
+    stats["kept"] = count_records(output_files(out))
+    return stats
