@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sft": ("mimo.train.sft", "supervised fine-tuning on ChatML conversations with <think> reasoning"),
     "generate": ("mimo.infer.cli", "generate text from a checkpoint (KV-cached, batched, streaming)"),
     "tokenizer": ("mimo.tokenizer", "train a byte-level BPE tokenizer on text/JSONL files"),
+    "data": ("mimo.data.cli", "pretraining data: extract, dedup, tag, synthesize, decontaminate, mix (datatrove)"),
 }
 
 

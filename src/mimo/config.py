@@ -304,7 +304,9 @@ def _deep_merge(base: dict, over: dict) -> dict:
 
 def section_from_yaml(cls: type, section: str, data: dict) -> dict:
     """The mapping for ``section`` of a preset/config YAML, with shared sections folded into matching fields."""
-    out = data.get(section) or {}
+    out = data
+    for part in section.split("."):  # a dotted section ("data.mix") is a sub-mapping of a section
+        out = (out.get(part) if isinstance(out, dict) else None) or {}
     if not isinstance(out, dict):
         raise ConfigError(f"section {section!r}: expected a mapping, got {out!r}")
     field_names = {f.name for f in dataclasses.fields(cls)}
