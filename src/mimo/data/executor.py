@@ -136,11 +136,12 @@ class DocumentMap(PipelineStep):
     (a module-level function or a ``functools.partial`` of one) so process pools and Ray can ship it."""
 
     type = "MAP"
+    name = "mimo map"
 
     def __init__(self, fn, name: str = "mimo map"):
+        self.name = name  # before PipelineStep.__init__, which registers the step's stats under it
         super().__init__()
         self.fn = fn
-        self.name = name
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         for doc in data:
@@ -164,9 +165,11 @@ def make_executor(pipeline: list, cfg: ExecutorConfig, logging_dir: str | Path, 
                                      skip_completed=cfg.resume)
     if cfg.kind == "ray":
         try:
-            import ray  # noqa: F401
+            import ray
         except ImportError:
             raise MimoError("executor kind 'ray' needs Ray: pip install 'mimo[ray]'") from None
+        if not ray.is_initialized():
+            ray.init()  # joins $RAY_ADDRESS when set, else starts a local Ray on this machine
         from datatrove.executor import RayPipelineExecutor
 
         return RayPipelineExecutor(pipeline, tasks=tasks, workers=cfg.workers, logging_dir=str(logging_dir),
