@@ -66,3 +66,12 @@ def test_ray_executor_on_a_local_ray(tmp_path):
     assert sorted(r["id"] for f in tmp_path.glob("0*.jsonl") for r in read_jsonl(f)) == \
         sorted(p.stem for p in PAGES.glob("*.html"))
     assert len(list(tmp_path.glob("0*.jsonl"))) == 2  # one output file per Ray task
+
+
+@pytest.mark.parametrize("module", ["mimo.data.mathml", "mimo.data.dedup", "mimo.data.decontam", "mimo.data.tag"])
+def test_doctests(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0

@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import shutil
-import struct
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
 

@@ -161,8 +161,8 @@ def make_executor(pipeline: list, cfg: ExecutorConfig, logging_dir: str | Path, 
     if cfg.kind == "local":
         from datatrove.executor import LocalPipelineExecutor
 
-        return LocalPipelineExecutor(pipeline, tasks=tasks, workers=min(cfg.workers, tasks), logging_dir=str(logging_dir),
-                                     skip_completed=cfg.resume)
+        return LocalPipelineExecutor(pipeline, tasks=tasks, workers=min(cfg.workers, tasks),
+                                     logging_dir=str(logging_dir), skip_completed=cfg.resume)
     if cfg.kind == "ray":
         try:
             import ray
