@@ -75,3 +75,24 @@ def test_doctests(module):
 
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_slurm_stages_are_chained_jobs(tmp_path, monkeypatch):
+    """Without a cluster: the dedup passes become one chain of dependent Slurm jobs, submitted once."""
+    from datatrove.executor import SlurmPipelineExecutor
+
+    from mimo.data.dedup import DedupConfig, main
+    from mimo.data.executor import ExecutorConfig
+
+    launched = []
+    monkeypatch.setattr(SlurmPipelineExecutor, "run", lambda self: launched.append(self))
+    (tmp_path / "in.jsonl").write_text('{"text": "a b c d e f", "url": "u"}\n')
+    cfg = DedupConfig(input=str(tmp_path / "in.jsonl"), output=str(tmp_path / "out"),
+                      executor=ExecutorConfig(kind="slurm", slurm_partition="cpu"))
+    stats = main(cfg)
+    assert stats["submitted"] == 8 and len(launched) == 1  # 3 URL + 5 MinHash stages, the last one launched
+    chain, ex = [], launched[0]
+    while ex is not None:
+        chain.append(ex)
+        ex = ex.depends
+    assert len(chain) == 8 and chain[-1].world_size == cfg.executor.tasks

@@ -57,6 +57,7 @@ from mimo.data.executor import (
     JsonlSource,
     count_records,
     input_files,
+    is_async,
     make_executor,
     output_files,
     run_stages,
@@ -201,7 +202,7 @@ def minhash_config(cfg: DedupConfig) -> MinhashConfig:
                          hash_config=HashConfig(precision=64))
 
 
-def _url_executors(cfg: DedupConfig, files: list[Path], work: Path, out: Path) -> list:
+def _url_executors(cfg: DedupConfig, files: list[Path] | str, work: Path, out: Path) -> list:
     ucfg = ExactDedupConfig(content_getter=url_key, document_priority=longest_first)
     ex = cfg.executor
     return [
@@ -213,7 +214,7 @@ def _url_executors(cfg: DedupConfig, files: list[Path], work: Path, out: Path) -
     ]
 
 
-def _minhash_executors(cfg: DedupConfig, files: list[Path], work: Path, out: Path) -> list:
+def _minhash_executors(cfg: DedupConfig, files: list[Path] | str, work: Path, out: Path) -> list:
     mcfg, ex = minhash_config(cfg), cfg.executor
     sig = MinhashDedupSignature(str(work / "mh_sigs"), config=mcfg, language=WhitespaceTokenizer())
     sketch, guard = str(work / "mh_numbers"), str(work / "mh_buckets")
@@ -245,11 +246,18 @@ def main(cfg: DedupConfig) -> dict:
         shutil.rmtree(work)
     for stale in output_files(out):
         stale.unlink()
+    passes = [("url", _url_executors)] if cfg.url else []
+    passes += [("minhash", _minhash_executors)] if cfg.minhash else []
+    if is_async(cfg.executor) and passes:  # Slurm: every pass as one chain of dependent jobs
+        chain, current = [], files
+        for i, (name, build) in enumerate(passes):
+            dest = out if i == len(passes) - 1 else work / f"{name}_out"
+            chain += build(cfg, current, work, dest)
+            current = str(dest)
+        return run_stages("dedup", chain)
     n_in = count_records(files)
     report: dict = {"input_docs": n_in, "passes": []}
     current = files
-    passes = [("url", _url_executors)] if cfg.url else []
-    passes += [("minhash", _minhash_executors)] if cfg.minhash else []
     for i, (name, build) in enumerate(passes):
         last = i == len(passes) - 1
         dest = out if last else work / f"{name}_out"
