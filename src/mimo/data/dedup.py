@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import shutil
+import time
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -256,7 +257,8 @@ def main(cfg: DedupConfig) -> dict:
             current = str(dest)
         return run_stages("dedup", chain)
     n_in = count_records(files)
-    report: dict = {"input_docs": n_in, "passes": []}
+    t0 = time.perf_counter()
+    report: dict = {"stage": "dedup", "input_docs": n_in, "docs": n_in, "passes": []}
     current = files
     for i, (name, build) in enumerate(passes):
         last = i == len(passes) - 1
@@ -268,8 +270,9 @@ def main(cfg: DedupConfig) -> dict:
     if not passes:  # nothing to do: copy through
         make_executor([JsonlSource(files), JsonlSink(out)], cfg.executor, work / "logs/copy").run()
         current = output_files(out)
-    report["output_docs"] = count_records(current)
+    report["output_docs"] = report["kept"] = count_records(current)
     report["removed"] = n_in - report["output_docs"]
+    report["docs_per_s"] = round(n_in / max(time.perf_counter() - t0, 1e-9), 1)
     write_json(out / "dedup_report.json", report)
     print(f"[mimo data dedup] {n_in} -> {report['output_docs']} documents ({report['removed']} removed)")
     return report
