@@ -251,7 +251,8 @@ def main(cfg: DecontamConfig) -> dict:
     report = {"input": n, "kept": len(kept), "dropped": len(dropped), "per_benchmark": dict(per_bench),
               "n": cfg.n, "index_ngrams": len(index), "benchmark_items": len(index.items),
               "items_too_short": index.skipped,
-              "template_ngrams_ignored": index.template_ngrams, "docs_per_s": round(n / max(dt, 1e-9), 1), "dropped_records": dropped}
+              "template_ngrams_ignored": index.template_ngrams, "docs_per_s": round(n / max(dt, 1e-9), 1),
+              "dropped_records": dropped}
     if cfg.report:
         write_json(cfg.report, report)
     print(f"[mimo data decontaminate] {n} docs, {len(dropped)} contaminated "

@@ -87,14 +87,16 @@ class JsonlSource(PipelineStep):
     name = "mimo jsonl source"
     type = "READER"
 
-    def __init__(self, files: list[str | Path], text_field: str = "text"):
+    def __init__(self, files: list[str | Path] | str, text_field: str = "text"):
         super().__init__()
-        self.files = [str(f) for f in files]
+        # files, or a directory resolved when the task runs (a Slurm stage reads what an earlier job writes)
+        self.files = str(files) if isinstance(files, (str, Path)) else [str(f) for f in files]
         self.text_field = text_field
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        by_file = len(self.files) >= world_size
-        files = self.files[rank::world_size] if by_file else self.files
+        all_files = [str(f) for f in input_files(self.files)] if isinstance(self.files, str) else self.files
+        by_file = len(all_files) >= world_size
+        files = all_files[rank::world_size] if by_file else all_files
         i = 0
         for path in files:
             line = 0
@@ -136,11 +138,12 @@ class DocumentMap(PipelineStep):
     (a module-level function or a ``functools.partial`` of one) so process pools and Ray can ship it."""
 
     type = "MAP"
+    name = "mimo map"
 
     def __init__(self, fn, name: str = "mimo map"):
+        self.name = name  # before PipelineStep.__init__, which registers the step's stats under it
         super().__init__()
         self.fn = fn
-        self.name = name
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         for doc in data:
@@ -160,13 +163,15 @@ def make_executor(pipeline: list, cfg: ExecutorConfig, logging_dir: str | Path, 
     if cfg.kind == "local":
         from datatrove.executor import LocalPipelineExecutor
 
-        return LocalPipelineExecutor(pipeline, tasks=tasks, workers=min(cfg.workers, tasks), logging_dir=str(logging_dir),
-                                     skip_completed=cfg.resume)
+        return LocalPipelineExecutor(pipeline, tasks=tasks, workers=min(cfg.workers, tasks),
+                                     logging_dir=str(logging_dir), skip_completed=cfg.resume)
     if cfg.kind == "ray":
         try:
-            import ray  # noqa: F401
+            import ray
         except ImportError:
             raise MimoError("executor kind 'ray' needs Ray: pip install 'mimo[ray]'") from None
+        if not ray.is_initialized():
+            ray.init()  # joins $RAY_ADDRESS when set, else starts a local Ray on this machine
         from datatrove.executor import RayPipelineExecutor
 
         return RayPipelineExecutor(pipeline, tasks=tasks, workers=cfg.workers, logging_dir=str(logging_dir),
@@ -184,9 +189,22 @@ def make_executor(pipeline: list, cfg: ExecutorConfig, logging_dir: str | Path, 
     raise MimoError(f"unknown executor kind {cfg.kind!r}")
 
 
+def is_async(cfg: ExecutorConfig) -> bool:
+    """Slurm executors submit jobs and return at once: outputs exist only after the jobs ran."""
+    return cfg.kind == "slurm"
+
+
 def run_stages(name: str, executors: list, n_docs: int | None = None) -> dict:
-    """Run executors in order; print and return the stage's wall time and throughput (docs/s)."""
+    """Run executors in order; print and return the stage's wall time and throughput (docs/s).
+
+    Slurm executors are chained with ``depends=`` (``afterok``) and submitted together instead."""
     t0 = time.perf_counter()
+    if executors and type(executors[0]).__name__ == "SlurmPipelineExecutor":
+        for prev, ex in zip(executors, executors[1:]):
+            ex.depends = prev
+        executors[-1].run()
+        print(f"[mimo data {name}] submitted {len(executors)} dependent Slurm job(s)", flush=True)
+        return {"stage": name, "submitted": len(executors)}
     for ex in executors:
         ex.run()
     dt = time.perf_counter() - t0

@@ -6,8 +6,8 @@ braces) with small trained taggers that score many dimensions at once.  Two tagg
 
 - :class:`SmallTagger` -- scikit-learn, trained offline on labelled seed JSONL (``text``, ``domain``, ``quality``,
   ``reasoning``): hashed word 1-2-gram and character 3-5-gram features (no vocabulary to store, no download),
-  a logistic-loss linear domain classifier and two ridge regressors (fit in well under a second).  Built-in seeds come from
-  :func:`mimo.data.toy_web.seed_documents`; real runs train on seeds labelled by the LLM tagger or by people.
+  a logistic-loss linear domain classifier and two ridge regressors (fit in about a second).  Built-in seeds
+  come from :func:`mimo.data.toy_web.seed_documents`; real runs train on seeds labelled by the LLM tagger or by people.
 - :class:`LLMTagger` -- any OpenAI-compatible endpoint, asked for the same JSON; what one uses at scale to label
   the seeds the small tagger then distils (the paper's recipe: a strong model labels, a small one scales).
 

@@ -4,7 +4,7 @@ Nothing may be downloaded here, so the pipeline's end-to-end check, the tagger's
 pages made from templates.  Each page has a URL, HTML (navigation and footer boilerplate around the content;
 math pages carry MathJax scripts, KaTeX or MathML, code pages ``<pre>`` blocks) and its labels: ``domain``,
 ``quality`` (0..1) and ``reasoning`` depth (0..1).  :func:`web_pages` can add exact-URL duplicates and
-near-duplicates (about 1% of words edited) for the dedup stage to find.
+near-duplicates (a mirrored copy with one added line) for the dedup stage to find.
 """
 
 from __future__ import annotations
@@ -131,7 +131,8 @@ def web_pages(n: int, seed: int = 0, url_dup_rate: float = 0.05, near_dup_rate: 
         p["id"] = f"page{i}"
     extra = []
     for p in rng.sample(pages, int(n * url_dup_rate)):
-        extra.append({**p, "id": p["id"] + "-urldup", "dup_of": p["id"], "url": p["url"].replace("https://", "http://www.")})
+        url = p["url"].replace("https://", "http://www.")  # the same URL once normalised
+        extra.append({**p, "id": p["id"] + "-urldup", "dup_of": p["id"], "url": url})
     for p in rng.sample(pages, int(n * near_dup_rate)):
         extra.append({**p, "id": p["id"] + "-near", "dup_of": p["id"], "url": p["url"] + "?copy=1",
                       "html": p["html"].replace("</h1>", "</h1><p>Mirrored copy.</p>")})
