@@ -105,25 +105,10 @@ def synthesize_endpoint(cfg: SynthesizeConfig, client=None) -> tuple[list[dict],
     return records, counts
 
 
-def _fallback_toy_problems(n: int, seed: int) -> list[dict]:
-    """Arithmetic chains with worked steps, used only where :mod:`mimo.data.tasks` is not installed."""
-    rng = random.Random(seed)
-    out = []
-    for i in range(n):
-        a, b, c = rng.randint(10, 99), rng.randint(10, 99), rng.randint(2, 9)
-        question = f"Compute ({a} + {b}) * {c}."
-        steps = [f"{a} + {b} = {a + b}", f"{a + b} * {c} = {(a + b) * c}"]
-        out.append({"id": f"toy{i}", "question": question, "reasoning": "\n".join(steps),
-                    "answer": f"The answer is \\boxed{{{(a + b) * c}}}."})
-    return out
-
-
 def toy_problems(n: int, seed: int) -> list[dict]:
     """``{"id", "question", "reasoning", "answer"}`` from the built-in verifiable task generators (train split)."""
-    try:
-        from mimo.data.tasks import MathTaskGenerator
-    except ImportError:
-        return _fallback_toy_problems(n, seed)
+    from mimo.data.tasks import MathTaskGenerator
+
     problems = MathTaskGenerator(seed=seed).sample(n, split="train")
     return [{"id": p.id, "question": p.question, "reasoning": p.reasoning(), "answer": p.final_answer()}
             for p in problems]
