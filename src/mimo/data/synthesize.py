@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import random
 import time
 
 from mimo.config import F
