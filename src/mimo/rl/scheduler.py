@@ -101,6 +101,8 @@ class SchedulerConfig:
     valid_horizon: float = F(2048.0, "groups over which the running informative fraction decays")
     launch_margin: float = F(1.0, "continuous modes launch while predicted informative groups < launch_margin * B "
                                    "(1.0: the paper's rule; more keeps GPUs busier at the cost of waste/staleness)")
+    max_tasks_per_step: int = F(0, "error out after launching this many tasks in one step without filling the "
+                                   "batch, e.g. when no group is informative (0: 100 x batch_size)")
     carry_over: bool = F(True, "early termination: tasks launched before the selected ones that are still running "
                                "continue into the next step (False: the step waits for them, strictly on-policy)")
 
@@ -110,6 +112,9 @@ class SchedulerConfig:
         for name in ("batch_size", "group_size", "max_active_tasks"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"scheduler.{name}: must be >= 1, got {getattr(self, name)}")
+        if self.mode != "no_dynamic_sampling" and self.group_size < 2:
+            raise ConfigError("scheduler.group_size: dynamic sampling needs >= 2 responses per prompt (a single "
+                              "response is never informative)")
         if self.launch_margin <= 0:
             raise ConfigError(f"scheduler.launch_margin: must be > 0, got {self.launch_margin}")
         if self.round_size < 0 or (self.mode == "no_dynamic_sampling" and self.round_size not in (0, self.batch_size)):
@@ -376,6 +381,10 @@ class Scheduler:
 
     def _launch(self, problem_id: Hashable, num_samples: int) -> Launch:
         kind = self._kind
+        limit = self.cfg.max_tasks_per_step or 100 * self.cfg.batch_size
+        if kind == "train" and len(self.current) >= limit:
+            raise MimoError(f"scheduler: step {self.step} launched {limit} tasks without {self.cfg.batch_size} "
+                            f"informative groups ({len(self.informative)} so far): are all rewards equal?")
         t = Task(self.next_id, problem_id, self.step, kind, self.round, num_samples, launch_step=self.step)
         self.tasks[t.id] = t
         self.next_id += 1
