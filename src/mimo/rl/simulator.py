@@ -7,8 +7,8 @@ scheduler.
 
 **Trace model** (every draw is a pure function of ``(seed, problem id)`` or ``(seed, task id)``, so a run is
 reproducible and resumable).  Per problem: a pass probability ``p ~ Beta(mean 0.41, concentration 0.4)`` --
-U-shaped, so many problems are (almost) always or never solved; with 16 responses that makes about 42% of groups
-informative, i.e. naive dynamic sampling needs ~3 rounds, which is what Table 2's 2.82x rollout time of naive vs
+U-shaped, so many problems are (almost) always or never solved; with 16 responses that makes about 45% of groups
+informative (~42% once the easy pool feeds back), i.e. naive dynamic sampling needs ~3 rounds, which is what Table 2's 2.82x rollout time of naive vs
 no dynamic sampling implies -- a log-length offset ``~ N(0, problem_sigma)`` and a domain (code with probability
 ``code_fraction``, else math).  Per response: pass ``~ Bernoulli(p)``; length lognormal around ``median_tokens``
 times the problem offset, ``sample_sigma`` wide, ``fail_length_factor`` longer when wrong (wrong answers ramble);
@@ -21,10 +21,12 @@ or 20 s (code, a judge running the tests in parallel).
 responses each decode at ``decode_tokens_per_s``; beyond that the aggregate throughput is fixed and shared
 (processor sharing), so all running responses slow down equally.  Responses are pooled over the GPUs (a router
 sends each to the least-loaded engine), so one virtual "work clock" advances all of them.  The scheduler's
-``max_active_tasks`` caps the groups in flight (KV memory).  Rewards run on ``reward_workers`` (FIFO queue) or,
-for inline scoring, on the rollout slot itself.  Training does not overlap rollout (on-policy) and takes
-``train_s``.  Ignored: prefill, weight sync, stragglers among GPUs, occupancy-dependent per-token speed below
-saturation.
+``max_active_tasks`` caps the groups in flight (KV memory: ~1K groups of ~10K-token responses for a 7B model on
+256 x 80 GB).  Rewards run on ``reward_workers`` (FIFO queue) or, for inline scoring, on the rollout slot itself.
+Training and rollout share the GPUs: decoding pauses for ``train_s`` (tasks carried over resume afterwards; reward
+workers, on CPUs, go on).  Ignored: prefill, weight sync, stragglers among GPUs, per-engine placement of a group,
+and the faster per-token speed of an engine running only a few responses (it would shorten every long tail, the
+round-based modes' most).
 
 **Metrics** (the paper names them; where it does not define them, our choice is marked *ours*).  Per training step
 the *rollout time* runs from ``begin_step`` to the ``Train`` decision (generation + rewards + filtering); the
@@ -40,7 +42,13 @@ share of decode throughput in use.
   were not filtered -- informative groups beyond the batch, and the partial tokens of aborted tasks -- over those
   plus the tokens of the selected groups.  The groups dynamic sampling filters out are its inherent cost, not
   scheduler waste, and are counted in neither.  ``None`` without dynamic sampling (nothing is filtered or cut).
+* A task carried over to the next step is accounted in the step it ends in.
 * Validation (Table 3): wall time to roll out and score every prompt; ``idle_ratio`` over that time.
+
+Why the full engine idles more than the paper's 27.7% here: a group ends with its slowest response (a group's
+longest response is on average 0.67 of the budget, its mean 0.3), and the paper's launch rule stops launching once
+the groups in flight are expected to fill the batch -- so late in a step most of those groups wait on one or two
+long responses while the GPUs have room.  ``benchmarks/rollout.py --sensitivity`` shows the trade-off.
 """
 
 from __future__ import annotations
