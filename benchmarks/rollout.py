@@ -19,7 +19,7 @@ import sys
 import time
 
 from mimo.rl.scheduler import MODES, SchedulerConfig
-from mimo.rl.simulator import SystemConfig, TraceConfig, table2, table3, trace_stats, simulate_mode
+from mimo.rl.simulator import SystemConfig, TraceConfig, simulate_mode, table2, table3, trace_stats
 from mimo.utils.io import write_json
 
 # Table 2 of arXiv 2505.07608 (256 GPUs): overall, rollout, normalised idle time, idle ratio, sample waste ratio.
@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         for f in dataclasses.fields(cls):
             if f.name != "seed":
                 ap.add_argument(f"--{prefix}.{f.name}", type=type(f.default), default=None, dest=f"{prefix}:{f.name}",
-                                metavar=type(f.default).__name__.upper(), help=f.metadata.get("help", "").replace("%", "%%"))
+                                metavar=type(f.default).__name__.upper(),
+                                help=f.metadata.get("help", "").replace("%", "%%"))
     args = ap.parse_args(argv)
     over = {k: v for k, v in vars(args).items() if ":" in k and v is not None}
     if not args.simulate:
@@ -74,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     B = args.batch_size
     sched = SchedulerConfig(batch_size=B, group_size=16, max_active_tasks=2 * B)
     trace = TraceConfig(seed=args.seed, **{k[6:]: v for k, v in over.items() if k.startswith("trace:")})
-    system = SystemConfig(**{"saturation_seqs": B * 16, **{k[7:]: v for k, v in over.items() if k.startswith("system:")}})
+    system_over = {k[7:]: v for k, v in over.items() if k.startswith("system:")}
+    system = SystemConfig(**{"saturation_seqs": B * 16, **system_over})
     t0 = time.time()
     ts = trace_stats(trace)
     print(f"trace: mean response {ts['mean_tokens']:.0f} tokens ({100 * ts['mean_over_max']:.0f}% of "
@@ -97,9 +99,10 @@ def main(argv: list[str] | None = None) -> int:
 
     t3 = table3(args.val_prompts, sched, trace, system)
     print(f"\nTable 3 (validation, {args.val_prompts} prompts x 16)   sim      paper")
-    print(f"  speedup                          {t3['speedup']:5.2f}x   {PAPER_VALIDATION[0]:.2f}x")
-    print(f"  idle ratio, naive                {100 * t3['idle_ratio_naive']:5.1f}%   {100 * PAPER_VALIDATION[1]:.1f}%")
-    print(f"  idle ratio, engine               {100 * t3['idle_ratio_engine']:5.1f}%   {100 * PAPER_VALIDATION[2]:.1f}%")
+    paper_speedup, paper_naive, paper_engine = PAPER_VALIDATION
+    print(f"  speedup                          {t3['speedup']:5.2f}x   {paper_speedup:.2f}x")
+    print(f"  idle ratio, naive                {100 * t3['idle_ratio_naive']:5.1f}%   {100 * paper_naive:.1f}%")
+    print(f"  idle ratio, engine               {100 * t3['idle_ratio_engine']:5.1f}%   {100 * paper_engine:.1f}%")
 
     if args.sensitivity:
         naive = t2["metrics"]["naive_dynamic_sampling"]
@@ -119,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{100 * m.waste_ratio:5.1f}%  overall {naive.step_s / m.step_s:.2f}x", flush=True)
 
     if args.json:
-        write_json(args.json, {"rows": t2["rows"], "validation": {k: t3[k] for k in
-                                                                  ("speedup", "idle_ratio_naive", "idle_ratio_engine")}})
+        validation = {k: t3[k] for k in ("speedup", "idle_ratio_naive", "idle_ratio_engine")}
+        write_json(args.json, {"rows": t2["rows"], "validation": validation})
         print(f"\nwrote {args.json}")
     print(f"({time.time() - t0:.0f}s)", file=sys.stderr)
     return 0

@@ -222,7 +222,7 @@ def test_phase_and_input_errors():
 
 def test_gives_up_when_no_group_is_ever_informative():
     s = make("async_reward", B=2, W=100, max_tasks_per_step=20)
-    pending = s.begin_step()
+    s.begin_step()
     with pytest.raises(MimoError, match="informative"):
         for _ in range(100):
             tid = next(t.id for t in s.in_flight() if t.state == "running")

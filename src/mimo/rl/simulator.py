@@ -6,15 +6,15 @@ It exists to reproduce the paper's Table 2 (training steps) and Table 3 (validat
 scheduler.
 
 **Trace model** (every draw is a pure function of ``(seed, problem id)`` or ``(seed, task id)``, so a run is
-reproducible and resumable).  Per problem: a pass probability ``p ~ Beta(mean 0.41, concentration 0.4)`` --
-U-shaped, so many problems are (almost) always or never solved; with 16 responses that makes about 45% of groups
-informative (~42% once the easy pool feeds back), i.e. naive dynamic sampling needs ~3 rounds, which is what Table 2's 2.82x rollout time of naive vs
-no dynamic sampling implies -- a log-length offset ``~ N(0, problem_sigma)`` and a domain (code with probability
-``code_fraction``, else math).  Per response: pass ``~ Bernoulli(p)``; length lognormal around ``median_tokens``
-times the problem offset, ``sample_sigma`` wide, ``fail_length_factor`` longer when wrong (wrong answers ramble);
-capped at ``max_tokens``, and a capped response fails (no final answer).  The length scale is set so that one
-synchronous round idles ~70% as in the paper's no-dynamic-sampling row; that pins mean/max length ~ 0.3, i.e.
-~10K-token responses under the 32K budget.  Reward latency per group: lognormal around 3 s (math, Math-Verify)
+reproducible and resumable). Per problem: a pass probability ``p ~ Beta(mean 0.41, concentration 0.4)`` -- U-shaped,
+so many problems are (almost) always or never solved; with 16 responses that makes about 45% of groups informative
+(~42% once the easy pool feeds back), i.e. naive dynamic sampling needs ~3 rounds, which is what Table 2's 2.82x
+rollout time of naive vs no dynamic sampling implies -- a log-length offset ``~ N(0, problem_sigma)`` and a domain
+(code with probability ``code_fraction``, else math). Per response: pass ``~ Bernoulli(p)``; length lognormal around
+``median_tokens`` times the problem offset, ``sample_sigma`` wide, ``fail_length_factor`` longer when wrong (wrong
+answers ramble); capped at ``max_tokens``, and a capped response fails (no final answer). The length scale is set so
+that one synchronous round idles ~70% as in the paper's no-dynamic-sampling row; that pins mean/max length ~ 0.3,
+i.e. ~10K-token responses under the 32K budget. Reward latency per group: lognormal around 3 s (math, Math-Verify)
 or 20 s (code, a judge running the tests in parallel).
 
 **System model.**  Decoding is memory-bound with continuous batching: up to ``saturation_seqs`` concurrent
