@@ -29,6 +29,8 @@ class Sample:
     reward: float = 0.0
     text: str = ""
     truncated: bool = False
+    reason: str = ""
+    verdicts: tuple[str, ...] = ()  # code: per-test verdicts
 
 
 @dataclasses.dataclass

@@ -50,6 +50,7 @@ class RewardDone:
     rewards: list[float]
     reasons: list[str]
     seconds: float
+    verdicts: list[tuple[str, ...]] = dataclasses.field(default_factory=list)  # code: per-test verdicts
 
 
 class GroupRewarder:
@@ -75,15 +76,15 @@ class GroupRewarder:
         def done(i, fut):
             try:
                 res = fut.result()
-                results[i] = (float(res.score), str(res.reason))
+                results[i] = (float(res.score), str(res.reason), tuple(getattr(res, "verdicts", ()) or ()))
             except Exception as e:  # a reward that cannot be computed scores 0, with the reason kept
-                results[i] = (0.0, f"error: {type(e).__name__}: {e}")
+                results[i] = (0.0, f"error: {type(e).__name__}: {e}", ())
             with lock:
                 left[0] -= 1
                 last = left[0] == 0
             if last:
                 self.events.put(RewardDone(task_id, [r[0] for r in results], [r[1] for r in results],
-                                           time.perf_counter() - start))
+                                           time.perf_counter() - start, [r[2] for r in results]))
 
         if not futures:
             self.events.put(RewardDone(task_id, [], [], 0.0))
@@ -196,8 +197,9 @@ class RolloutEngine:
                 todo.extend(self.sched.on_aborted(ev.task_id))
             elif isinstance(ev, RewardDone):
                 self.reward_info[ev.task_id] = ev
-                for s, r in zip(self.samples.get(ev.task_id, []), ev.rewards):
-                    s.reward = r
+                for s, r, why, v in zip(self.samples.get(ev.task_id, []), ev.rewards, ev.reasons,
+                                        ev.verdicts or [()] * len(ev.rewards)):
+                    s.reward, s.reason, s.verdicts = r, why, v
                 stats.reward_s += ev.seconds
                 task = self.sched.tasks.get(ev.task_id)
                 if task is not None and task.state not in ("aborting", "aborted"):
