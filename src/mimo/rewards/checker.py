@@ -127,7 +127,13 @@ class _Candidate:
         line = self._reader.readline(MESSAGE_LIMIT)
         if not line.endswith(b"\n"):
             raise CandidateDied("the solution process ended")
-        return json.loads(line)
+        try:
+            reply = json.loads(line)
+        except (ValueError, RecursionError):
+            reply = None
+        if not isinstance(reply, dict):
+            raise Unencodable("the solution sent a malformed reply")
+        return reply
 
     def __call__(self, *args, **kwargs):
         request = json.dumps({"args": encode(list(args)), "kwargs": encode(kwargs)}, allow_nan=False)
@@ -143,15 +149,17 @@ class _Candidate:
                 raise Unencodable(str(e)) from None
         if "raise" in reply:
             raise CandidateRaised(str(reply["raise"]))
-        raise Unencodable("the candidate returned a value that is not plain data")
+        raise Unencodable(str(reply.get("unencodable", "the candidate returned a value that is not plain data")))
 
 
 def _run_check(check: dict, conn: socket.socket) -> dict:
     candidate = _Candidate(conn)
     try:
         hello = candidate._receive()
-    except (CandidateDied, ValueError):
+    except CandidateDied:
         return {"outcome": "died", "detail": "the solution exited before serving its entry point"}
+    except Unencodable:
+        return {"outcome": "error", "detail": "the solution sent a malformed handshake"}
     if not hello.get("ready"):
         return {"outcome": "error", "detail": str(hello.get("error", "bad handshake"))[:2000]}
     namespace = {"__name__": "__check__", "__builtins__": builtins}

@@ -157,13 +157,15 @@ def _solution_main(code: str, test: dict) -> int:
         request = json.loads(line)
         args, kwargs = decode(request["args"]), decode(request["kwargs"])
         try:
-            reply = {"ok": encode(fn(*args, **kwargs))}
+            value = fn(*args, **kwargs)
         except (Exception, SystemExit) as e:  # the candidate raised: the check sees the exception
-            reply = {"raise": f"{type(e).__name__}: {e}"[:2000]}
+            value, reply = None, {"raise": f"{type(e).__name__}: {e}"[:2000]}
+        else:
+            reply = None
         try:
-            data = json.dumps(reply, allow_nan=False, separators=(",", ":"))
-        except (TypeError, ValueError, RecursionError):
-            data = json.dumps({"unencodable": True})
+            data = json.dumps(reply or {"ok": encode(value)}, allow_nan=False, separators=(",", ":"))
+        except (TypeError, ValueError, RecursionError) as e:
+            data = json.dumps({"unencodable": str(e)[:200]})
         conn.sendall(data.encode() + b"\n")
 
 
