@@ -17,6 +17,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("mimo.train.pretrain", "pretrain a model with next-token + MTP loss over the data stages"),
     "generate": ("mimo.infer.cli", "generate text from a checkpoint (KV-cached, batched, streaming)"),
     "tokenizer": ("mimo.tokenizer", "train a byte-level BPE tokenizer on text/JSONL files"),
+    "rewards": ("mimo.rewards.cli", "test difficulty levels for the code reward (`mimo rewards levels`)"),
+    "judge": ("mimo.rewards.server", "the sandboxed code judge: `mimo judge serve` (HTTP) and `mimo judge run`"),
 }
 
 

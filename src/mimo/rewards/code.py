@@ -27,7 +27,6 @@ result), ``sandbox_error`` (the judge itself failed -- not the program's fault).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 import signal
@@ -35,7 +34,7 @@ from collections.abc import Sequence
 
 from mimo.errors import MimoError
 from mimo.rewards import RewardResult
-from mimo.rewards.checker import loads_value
+from mimo.rewards.checker import loads_json, loads_value
 from mimo.rewards.runner import EXIT_MEMORY, EXIT_RUNNER_BUG, EXIT_UNENCODABLE
 from mimo.rewards.sandbox import JudgeLimits, Sandbox, default_sandbox, make_limits
 
@@ -233,7 +232,7 @@ def _verdict(test: dict, report: dict, check: dict | None, lim: JudgeLimits) -> 
     except ValueError as e:
         return "wrong_answer", f"unreadable result: {e}"
     try:
-        expected = json.loads(test["output"])
+        expected = loads_json(test["output"])
     except ValueError:
         return "sandbox_error", "the test's expected output is not JSON"
     return ("passed", "") if values_match(got, expected) else ("wrong_answer", f"got {report['result'][:60]}")

@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
+import time
 import traceback
 
 from mimo.errors import MimoError
@@ -52,8 +54,17 @@ def score(task: dict) -> RewardResult:
                          reference)
 
 
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose pool died (killed Ray actor, crashed trainer) must not live on, e.g. stuck in a hang."""
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     # Our replies go to a private copy of stdout; fd 1 becomes stderr so that a stray print (ours or a library's)
     # can never corrupt the protocol.
     out = os.fdopen(os.dup(1), "wb")
