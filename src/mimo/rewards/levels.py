@@ -108,6 +108,8 @@ def _levels_and_weights(passed: Sequence[bool], levels: Sequence[int] | None,
     if any(not isinstance(lv, int) or isinstance(lv, bool) or lv < 0 for lv in levels):
         raise MimoError(f"levels: expected non-negative integers, got {list(levels)}")
     present = sorted(set(levels))
+    if not present:
+        return []
     if weights is None:
         weights = [1.0] * len(present)
     if len(weights) != len(present) or any(x < 0 for x in weights) or sum(weights) <= 0:
