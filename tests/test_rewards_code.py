@@ -40,7 +40,8 @@ def test_functional_tests_named_function_and_solution_class():
     tests = [{"testtype": "functional", "input": "[1, 2]\n3", "output": "[[3, 6], {\"n\": 2}]"},
              {"testtype": "functional", "input": "[]\n3", "output": "[[], {\"n\": 1}]"}]
     assert judge(fn, tests, fn_name="twice").verdicts == ["passed", "wrong_answer"]
-    cls = "class Solution:\n    def twoSum(self, nums, target):\n        return (0, 1) if nums[0] + nums[1] == target else None\n"
+    cls = ("class Solution:\n    def twoSum(self, nums, target):\n"
+           "        return (0, 1) if nums[0] + nums[1] == target else None\n")
     tests = [{"testtype": "functional", "input": "[2, 7]\n9", "output": "[0, 1]", "fn_name": "twoSum"},
              {"testtype": "functional", "input": "[2, 7]\n8", "output": "[0, 1]", "fn_name": "twoSum"}]
     assert judge(cls, tests).verdicts == ["passed", "wrong_answer"]  # a tuple equals the JSON list, as in LCB
@@ -77,7 +78,8 @@ def test_values_and_outputs_match():
 
 
 def test_extract_code_and_code_reward():
-    completion = "<think>\nlet me try\n```python\nprint(1)\n```\n</think>\nFinal:\n```python\nprint(int(input()) * 2)\n```"
+    completion = ("<think>\nlet me try\n```python\nprint(1)\n```\n</think>\n"
+                  "Final:\n```python\nprint(int(input()) * 2)\n```")
     assert extract_code(completion) == "print(int(input()) * 2)\n"
     tests = [{"testtype": "stdin", "input": f"{i}", "output": f"{2 * i}"} for i in range(3)]
     tests.append({"testtype": "stdin", "input": "x", "output": "xx"})

@@ -20,7 +20,8 @@ from mimo.rewards.server import RewardServer
 
 SLOW_CODE = "```python\nimport time\ntime.sleep(1.5)\nprint(int(input()) * 2)\n```"
 FAST_CODE = "```python\nprint(int(input()) * 2)\n```"
-DOUBLE = {"tests": [{"testtype": "stdin", "input": "3", "output": "6"}, {"testtype": "stdin", "input": "4", "output": "8"}],
+DOUBLE = {"tests": [{"testtype": "stdin", "input": "3", "output": "6"},
+                   {"testtype": "stdin", "input": "4", "output": "8"}],
           "levels": [0, 1], "scheme": "strict"}
 
 

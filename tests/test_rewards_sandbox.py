@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import socket
 import statistics
+import threading
 import time
 from pathlib import Path
 
@@ -70,7 +72,7 @@ def test_hostile_programs_get_the_right_verdicts_and_nothing_escapes(pool, tmp_p
     hunt = (  # looks for the expected output everywhere it can read, prints it if found
         "import gc, os\n"
         "def hunt():\n"
-        f"    key = 'SECRET-'\n"
+        "    key = 'SECRET-'\n"
         "    for obj in gc.get_objects():  # strings are not tracked: look inside the containers\n"
         "        items = obj.values() if isinstance(obj, dict) else obj if isinstance(obj, (list, tuple)) else ()\n"
         "        for item in list(items):\n"
@@ -114,7 +116,8 @@ def test_hostile_programs_get_the_right_verdicts_and_nothing_escapes(pool, tmp_p
                   {"testtype": "functional", "input": "", "output": f'"{secret}"', "fn_name": "hunt"},
                   {"testtype": "assert", "test": f"assert candidate() == {secret!r}\n", "entry_point": "hunt"}]
     cases = {
-        "fork bomb": ("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n", STDIN),
+        "fork bomb": ("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
+                      STDIN),
         "fork count": ("import os, time\nn = 0\nfor _ in range(100):\n    try:\n        if os.fork() == 0:\n"
                        "            time.sleep(60)\n        n += 1\n    except OSError:\n        break\n"
                        "print(6 if n < 8 else n)\n", STDIN),
@@ -210,3 +213,45 @@ def test_environment_and_identity_inside_the_sandbox(pool):
     finally:
         del os.environ["MIMO_TEST_SECRET"]
     assert r.verdicts == ("passed",), r.reason
+
+
+def _child_bwrap_pids() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if stat.split(") ")[1].split()[1] == str(os.getpid()) and "(bwrap)" in stat:
+                pids.append(int(entry.name))
+    return pids
+
+
+def test_a_dead_session_costs_one_test_the_rest_run_again():
+    from mimo.rewards.code import judge
+    from mimo.rewards.sandbox import Sandbox
+
+    box = Sandbox()
+    code = "import time\nn = int(input())\ntime.sleep(n)\nprint(n)\n"
+    tests = [{"testtype": "stdin", "input": str(n), "output": str(n)} for n in (0, 3, 0)]
+    try:
+        assert judge(code, tests[:1], sandbox=box).verdicts == ["passed"]  # a warm session
+        killer = threading.Timer(1.0, lambda: [os.kill(p, signal.SIGKILL) for p in _child_bwrap_pids()])
+        killer.start()
+        result = judge(code, tests, sandbox=box, time_limit=5)
+        killer.join()
+        assert result.verdicts == ["passed", "sandbox_error", "passed"], result.details
+        assert "stopped" in result.details[1]
+    finally:
+        box.close()
+
+
+def test_large_outputs_and_checks_in_one_job_do_not_deadlock(pool):
+    code = "import sys\ndef f(x):\n    return x\nif __name__ == '__main__':\n    sys.stdout.write('7' * (4 << 20))\n"
+    big = repr("y" * (2 << 20))
+    big_check = f"def check(candidate):\n    assert candidate({big}) == {big}\n"
+    tests = [{"testtype": "stdin", "input": "", "output": "7" * (4 << 20)}] * 2 + [
+        {"testtype": "assert", "test": big_check, "entry_point": "f"}]
+    r = pool.submit("judge", code, {"tests": tests, "limits": {"time_limit": 10}}).result(timeout=120)
+    assert r.verdicts == ("passed",) * 3

@@ -289,5 +289,7 @@ def judged_reward(result: JudgeResult, reference: dict, scheme_reward=None) -> R
     score = scheme_reward(result.passed, reference.get("levels"), reference.get("scheme"),
                           reference.get("level_weights"))
     failed = [(i, v) for i, v in enumerate(result.verdicts) if v != "passed"]
-    reason = "" if not failed else f"{failed[0][1]} on test {failed[0][0]} ({len(failed)}/{len(result.verdicts)} failed)"
+    reason = ""
+    if failed:
+        reason = f"{failed[0][1]} on test {failed[0][0]} ({len(failed)}/{len(result.verdicts)} failed)"
     return RewardResult(score, reason, tuple(result.verdicts))

@@ -1,21 +1,29 @@
-"""The sandbox around the code judge's runner: bubblewrap, an unprivileged uid per run, rlimits, a wall clock.
+"""The sandbox around the code judge's runner: bubblewrap, a fresh unprivileged uid per job, rlimits, wall clocks.
 
-One :meth:`Sandbox.run` starts ``bwrap ... python -I -S runner.py`` (see :mod:`mimo.rewards.runner` for what runs
-inside), feeds it one job (the code and the tests' inputs), and collects one report per test.  The sandbox has:
+A :class:`Sandbox` keeps a few long-lived *sessions*: ``bwrap ... python -I -S runner.py`` processes (see
+:mod:`mimo.rewards.runner` for what runs inside) that serve jobs one after another, so bubblewrap and interpreter
+start-up (~30-100 ms) is paid once per worker instead of once per sample.  :meth:`Sandbox.run` sends one job (the
+code and the tests' inputs -- never the expected outputs) and collects one report per test.  The sandbox has:
 
 * a read-only root made of ``/usr`` (+ the ``/bin``, ``/lib*`` links), the interpreter's prefix and the runner --
   nothing else of the host, so neither the data sets nor the judge's files are readable;
-* a private size-capped ``/tmp`` (tmpfs), fresh ``/proc`` and minimal ``/dev``;
+* a private size-capped ``/tmp`` (tmpfs, emptied after every test), fresh ``/proc`` and minimal ``/dev``;
 * new PID, network (loopback only, down), IPC and UTS namespaces, ``--die-with-parent``, ``--new-session``,
-  an empty environment (no secrets leak from the judge's);
-* only CAP_SETUID/SETGID/KILL for the runner; the program itself runs as a fresh unprivileged uid per run
-  (RLIMIT_NPROC is ignored for uid 0) with rlimits on CPU, address space, stack, file size, open files and
-  processes, and the runner enforces the wall clock and the output caps.
+  an environment of PATH and LANG only (no secret of the judge's leaks in);
+* only CAP_SETUID/SETGID/KILL for the runner; the program runs as a fresh unprivileged uid per job (RLIMIT_NPROC is
+  ignored for uid 0) with rlimits on CPU, address space, stack, file size, open files, processes and POSIX message
+  queues; the runner enforces the wall clock and the output caps and kills what a test leaves running.
+
+Between jobs nothing of a program survives: its uid's processes are killed, ``/tmp`` is emptied, and a session
+where SysV IPC objects remain (they outlive processes) is replaced, as is one that failed or served
+``max_jobs_per_session`` jobs.
 
 Without bubblewrap the judge refuses to run unless ``unsafe=True`` (``--unsafe``): then the runner is started
 directly, with rlimits and (as root) the uid switch only -- untrusted code can read the host's files.  Not being
 root (bwrap in a user namespace) works too but is weaker: the program keeps the judge's uid, so it can signal the
 runner (the judge then re-runs the remaining tests) and RLIMIT_NPROC counts all of that user's processes.
+Memory is capped per process (RLIMIT_AS), so a job may use up to ``processes x memory_mb``; a cgroup would cap
+the total but is not available in unprivileged containers.
 
 Departure from the paper: MiMo runs code rewards on dedicated online-judge servers whose design is not published;
 this is our own design for one machine, scaled out with :mod:`mimo.rewards.pool` (processes, Ray, HTTP).
@@ -103,7 +111,7 @@ class SandboxRun:
 
 
 def _allocate_uids() -> tuple[int, int]:
-    """A fresh (program uid, checker uid) pair: distinct per run, so RLIMIT_NPROC and kill(-1) stay per run."""
+    """A fresh (program uid, checker uid) pair: distinct per job, so RLIMIT_NPROC and kill(-1) stay per job."""
     slot = (os.getpid() * 7919 + next(_uid_counter)) % UID_SLOTS
     return UID_BASE + 2 * slot, UID_BASE + 2 * slot + 1
 
@@ -240,10 +248,11 @@ class _Session:
         run = SandboxRun({}, {})
         deadline = time.monotonic() + limits.deadline_s(len(job["tests"]))
         try:
-            if checks:
-                self.judge_end.sendall(json.dumps({"job": job_id, "checks": checks}).encode() + b"\n")
-            self.proc.stdin.write(json.dumps(frame).encode() + b"\n")
+            self.proc.stdin.write(json.dumps(frame).encode() + b"\n")  # the runner reads it whole before starting
             self.proc.stdin.flush()
+            if checks:  # from a thread: the checker reads it only when the first assert test starts
+                payload = json.dumps({"job": job_id, "checks": checks}).encode() + b"\n"
+                threading.Thread(target=_send_quietly, args=(self.judge_end, payload), daemon=True).start()
         except OSError as e:
             self.healthy = False
             run.error = f"the sandbox is gone: {e}; {_last_line(self.stderr_tail.decode(errors='replace'))}"
@@ -252,7 +261,7 @@ class _Session:
         done = self._collect(job_id, run, wanted_checks, deadline)
         if not done:
             self.healthy = False
-            run.error = (f"the sandbox ran past its {deadline_text(limits, job)} deadline"
+            run.error = (f"the sandbox ran past its {limits.deadline_s(len(job['tests'])):.0f}s deadline"
                          if time.monotonic() >= deadline else
                          f"the sandbox stopped: {_last_line(self.stderr_tail.decode(errors='replace'))}")
         run.stderr = self.stderr_tail[-4000:].decode("utf-8", errors="replace")
@@ -323,8 +332,11 @@ class _Session:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def deadline_text(limits: JudgeLimits, job: dict) -> str:
-    return f"{limits.deadline_s(len(job['tests'])):.0f}s"
+def _send_quietly(sock: socket.socket, payload: bytes) -> None:
+    try:
+        sock.sendall(payload)
+    except OSError:  # the session died; its run reports that
+        pass
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
@@ -353,5 +365,5 @@ def sandbox_status() -> str:
         box = Sandbox()
     except MimoError as e:
         return f"no sandbox: {e}"
-    uid = "a fresh unprivileged uid per run" if box.root else "the caller's uid (not root: weaker)"
+    uid = "a fresh unprivileged uid per job" if box.root else "the caller's uid (not root: weaker)"
     return f"bubblewrap at {box.bwrap}; programs run as {uid}; interpreter {box.python}"
