@@ -109,9 +109,12 @@ def mimo_judge(pool, problems: list[dict]) -> tuple[float, int]:
 # ------------------------------------------------------------------------------------------------------ math
 
 
-def math_items(data: Path) -> list[tuple[str, str]]:
+def math_items(data: Path, rep: int = 0) -> list[tuple[str, str]]:
+    """MATH-500 golds as boxed answers; ``rep`` spaces inside the box make each repetition miss Math-Verify's
+    parse cache, so that no row is measured on cached parses."""
     golds = [json.loads(line)["answer"] for line in open(data / "math500_test.jsonl")]
-    return [(f"<think>\nworking\n</think>\nThe final answer is $\\boxed{{{g}}}$.", g) for g in golds]
+    pad = " " * rep
+    return [(f"<think>\nworking\n</think>\nThe final answer is $\\boxed{{{pad}{g}}}$.", g) for g in golds]
 
 
 def bare_math_verify(items) -> tuple[float, int]:
@@ -162,11 +165,11 @@ def main() -> int:
         best = min((mimo_judge(pool, problems) for _ in range(args.repeat)), key=lambda r: r[0])
     rows.append(("code", "mimo judge (bwrap, uid, rlimits)", workers, best[0], n, best[1]))
 
-    best = min((bare_math_verify(items) for _ in range(args.repeat)), key=lambda r: r[0])
+    best = min((bare_math_verify(math_items(data, rep + 1)) for rep in range(args.repeat)), key=lambda r: r[0])
     rows.append(("math", "bare Math-Verify, one process", 1, best[0], m, best[1]))
     with RewardPool(workers=workers) as pool:
         mimo_math(pool, items[: 4 * workers])
-        best = min((mimo_math(pool, items) for _ in range(args.repeat)), key=lambda r: r[0])
+        best = min((mimo_math(pool, math_items(data, rep + 1)) for rep in range(args.repeat)), key=lambda r: r[0])
     rows.append(("math", "mimo RewardPool (wall-clock kill)", workers, best[0], m, best[1]))
 
     print(f"\nrewards benchmark: {os.cpu_count()} CPUs, workers={workers}, best of {args.repeat}; "

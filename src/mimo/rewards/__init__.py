@@ -1,11 +1,13 @@
 """Rule-based rewards: Math-Verify for math, a sandboxed judge with the test-difficulty-driven reward for code.
 
-* :mod:`mimo.rewards.math` -- ``math_reward(completion, gold)``;
-* :mod:`mimo.rewards.code` -- ``judge(code, tests, **limits)`` and ``code_reward``; the sandbox in
-  :mod:`mimo.rewards.sandbox` (bubblewrap) and :mod:`mimo.rewards.runner` (what runs inside);
+* :mod:`mimo.rewards.math` -- ``math_reward(completion, gold)`` on Math-Verify;
+* :mod:`mimo.rewards.code` -- ``judge(code, tests, **limits)`` (verdict per test) and ``code_reward``; the sandbox
+  in :mod:`mimo.rewards.sandbox` (bubblewrap sessions), what runs inside in :mod:`mimo.rewards.runner` and
+  :mod:`mimo.rewards.checker` (value codec, assert-test checker);
 * :mod:`mimo.rewards.levels` -- test difficulty levels and the strict / soft / vanilla code rewards;
-* :mod:`mimo.rewards.pool` -- ``RewardPool``: asynchronous scoring on worker processes, Ray actors or a
-  ``mimo judge serve`` HTTP server (:mod:`mimo.rewards.server`).
+* :mod:`mimo.rewards.pool` -- ``RewardPool``: asynchronous scoring on worker processes
+  (:mod:`mimo.rewards.worker`), Ray actors (:mod:`mimo.rewards.actors`) or a ``mimo judge serve`` HTTP server
+  (:mod:`mimo.rewards.server`); commands in :mod:`mimo.rewards.cli`.
 
 ``MIMO_LIGHT_IMPORT=1``: reward worker processes (and Ray reward actors) set this variable before importing
 ``mimo``, so that ``mimo/__init__.py`` skips its heavy work (registering the model with transformers costs

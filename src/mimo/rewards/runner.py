@@ -130,7 +130,10 @@ def _solution_main(code: str, test: dict) -> int:
     namespace = _load(code, "solution")
     if mode == "call":
         fn = _callable_for(namespace, test["fn_name"])
+        default_digits = sys.get_int_max_str_digits()
+        sys.set_int_max_str_digits(0)  # arguments may be big integers; the program itself runs with the default
         args = [json.loads(line) for line in test["args"].split("\n") if line.strip()]
+        sys.set_int_max_str_digits(default_digits)
         value = fn(*args)
         sys.set_int_max_str_digits(0)
         try:
