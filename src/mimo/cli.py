@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("mimo.infer.cli", "generate text from a checkpoint (KV-cached, batched, streaming)"),
     "tokenizer": ("mimo.tokenizer", "train a byte-level BPE tokenizer on text/JSONL files"),
     "data": ("mimo.data.cli", "pretraining data: extract, dedup, tag, synthesize, decontaminate, mix (datatrove)"),
+    "rewards": ("mimo.rewards.cli", "test difficulty levels for the code reward (`mimo rewards levels`)"),
+    "judge": ("mimo.rewards.server", "the sandboxed code judge: `mimo judge serve` (HTTP) and `mimo judge run`"),
 }
 
 

@@ -29,6 +29,7 @@ import xxhash
 
 from mimo.config import F
 from mimo.errors import MimoError
+from mimo.utils.paths import eval_data_dir  # noqa: F401  (re-exported)
 from mimo.utils.io import iter_jsonl, write_json, write_jsonl
 
 _WORD = re.compile(r"\w+")
@@ -92,20 +93,6 @@ def ngram_hashes(tokens: list[str] | np.ndarray, *ns: int) -> np.ndarray:
         c = np.concatenate([np.zeros(1, dtype=np.uint64), np.cumsum(w * down[:w.size], dtype=np.uint64)])  # (N+1,)
         parts = [(c[n:] - c[:-n]) * up[n - 1:w.size] for n in ns if 0 < n <= w.size]  # (N-n+1,) each, mod 2^64
     return np.concatenate(parts) if parts else np.empty(0, dtype=np.uint64)
-
-
-def eval_data_dir() -> Path | None:
-    """The shared evaluation-data folder: ``$MIMO_EVAL_DATA``, else ``shared/data`` beside this checkout or an
-    ancestor of it (``../shared/data`` for a clone beside ``shared/``)."""
-    env = os.environ.get("MIMO_EVAL_DATA")
-    if env:
-        return Path(env) if Path(env).is_dir() else None
-    for start in (Path.cwd(), Path(__file__).resolve()):
-        for parent in [start, *start.parents]:
-            cand = parent / "shared" / "data"
-            if (cand / "math500_test.jsonl").is_file():
-                return cand
-    return None
 
 
 def load_benchmark(spec: str, data_dir: str | Path | None = None) -> list[str]:
