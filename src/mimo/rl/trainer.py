@@ -31,7 +31,7 @@ from mimo.rl.problems import ToyRL, load_problems, toy_problems
 from mimo.rl.rollout import EndpointBackend, GenParams, LocalProcessBackend, VLLMBackend
 from mimo.rl.sampling import ProblemSampler
 from mimo.rl.scheduler import Scheduler, SchedulerConfig
-from mimo.train.checkpoint import CheckpointManager, load_model_dir, save_model_dir, unwrap
+from mimo.train.checkpoint import CheckpointManager, load_model_dir, save_model_dir
 from mimo.train.loop import make_optimizer
 from mimo.utils.io import write_jsonl
 from mimo.utils.logging import MetricsLogger
@@ -169,11 +169,7 @@ def main(cfg: RLConfig) -> dict:
     step = 0
     levels: dict = {}
     if cfg.resume:
-        path, state = ckpt.load_state()
-        from safetensors.torch import load_file
-
-        model.load_state_dict(load_file(str(path / "model.safetensors")), strict=False)
-        optimizer.load_state_dict(state["optimizer"])
+        path, state = ckpt.restore(model, optimizer)
         sched.load_state_dict(state["scheduler"])
         lost = sched.abandon_in_flight()
         set_rng_state(state["rng"])
@@ -215,7 +211,7 @@ def main(cfg: RLConfig) -> dict:
                                         "rng": rng_state(), "levels": levels}, tokenizer=tok,
                           config={"rl": to_dict(cfg)})
     if step >= cfg.steps:
-        save_model_dir(out / "final", unwrap(model), tok)
+        save_model_dir(out / "final", model, tok)
         print(f"[rl] done: {out / 'final'}", flush=True)
     logger.close()
     (out / "summary.json").write_text(json.dumps(result, indent=2, default=float))

@@ -165,11 +165,7 @@ def main(cfg: PretrainConfig) -> dict:
 
     step, positions = 0, [0] * len(cfg.stages)
     if cfg.resume:
-        path, state = ckpt.load_state()
-        from safetensors.torch import load_file
-
-        unwrap(model).load_state_dict(load_file(str(path / "model.safetensors")), strict=False)
-        optimizer.load_state_dict(state["optimizer"])
+        path, state = ckpt.restore(model, optimizer)
         step, positions = state["step"], state["positions"]
         set_rng_state(state["rng"])
         if info.is_main:
