@@ -178,7 +178,7 @@ def main(cfg: RLConfig) -> dict:
               flush=True)
     params = GenParams(cfg.rollout.max_new_tokens, cfg.rollout.temperature, cfg.rollout.top_p, tuple(tok.stop_ids))
     last = min(cfg.steps, cfg.max_steps) if cfg.max_steps is not None else cfg.steps
-    logger = MetricsLogger(out, total_steps=last, print_every=cfg.log_every, prefix="")
+    logger = MetricsLogger(out, total_steps=last, print_every=cfg.log_every, resume_step=step if cfg.resume else None)
     with make_backend(cfg.rollout, model, cfg.init_from) as backend, RewardPool(cfg.rewards.pool) as pool:
         engine = RolloutEngine(sched, backend, pool, problems, tok.decode, params, seed=cfg.seed,
                                deterministic=cfg.rollout.deterministic, code_scheme=cfg.rewards.code_scheme)

@@ -178,7 +178,7 @@ def main(cfg: PretrainConfig) -> dict:
     multiple = cfg.micro_batch_size * info.world_size
     autocast = torch.bfloat16 if cfg.dtype == "bfloat16" and info.device.type == "cuda" else None
     logger = MetricsLogger(out if info.is_main else None, total_steps=last, print_every=cfg.log_every,
-                           tensorboard=info.is_main)
+                           tensorboard=info.is_main, resume_step=step if cfg.resume else None)
     current_stage = -1
     result: dict = {}
     while step < last:

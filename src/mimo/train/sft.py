@@ -149,7 +149,8 @@ def main(cfg: SFTConfig) -> dict:
         step, cursor = state["step"], state["cursor"]
         set_rng_state(state["rng"])
     ddp_model = dist.wrap_model(model, info)
-    logger = MetricsLogger(out if info.is_main else None, total_steps=last, print_every=cfg.log_every)
+    logger = MetricsLogger(out if info.is_main else None, total_steps=last, print_every=cfg.log_every,
+                           resume_step=step if cfg.resume else None)
     per_rank = cfg.batch_size // info.world_size
     result: dict = {}
     while step < last:
