@@ -251,7 +251,7 @@ def test_large_outputs_and_checks_in_one_job_do_not_deadlock(pool):
     code = "import sys\ndef f(x):\n    return x\nif __name__ == '__main__':\n    sys.stdout.write('7' * (4 << 20))\n"
     big = repr("y" * (2 << 20))
     big_check = f"def check(candidate):\n    assert candidate({big}) == {big}\n"
-    tests = [{"testtype": "stdin", "input": "", "output": "7" * (4 << 20)}] * 2 + [
-        {"testtype": "assert", "test": big_check, "entry_point": "f"}]
+    check = {"testtype": "assert", "test": big_check, "entry_point": "f"}
+    tests = [check] + [{"testtype": "stdin", "input": "", "output": "7" * (4 << 20)}] * 2 + [check]
     r = pool.submit("judge", code, {"tests": tests, "limits": {"time_limit": 10}}).result(timeout=120)
-    assert r.verdicts == ("passed",) * 3
+    assert r.verdicts == ("passed",) * 4
