@@ -255,3 +255,19 @@ def test_large_outputs_and_checks_in_one_job_do_not_deadlock(pool):
     tests = [check] + [{"testtype": "stdin", "input": "", "output": "7" * (4 << 20)}] * 2 + [check]
     r = pool.submit("judge", code, {"tests": tests, "limits": {"time_limit": 10}}).result(timeout=120)
     assert r.verdicts == ("passed",) * 4
+
+
+def test_a_session_that_died_while_idle_is_replaced():
+    from mimo.rewards.code import judge
+    from mimo.rewards.sandbox import Sandbox
+
+    box = Sandbox()
+    tests = [{"testtype": "stdin", "input": "2", "output": "4"}]
+    try:
+        assert judge("print(int(input()) * 2)", tests, sandbox=box).verdicts == ["passed"]
+        for pid in _child_bwrap_pids():  # e.g. the OOM killer, while the session waits for work
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+        assert judge("print(int(input()) * 2)", tests, sandbox=box).verdicts == ["passed"]
+    finally:
+        box.close()
