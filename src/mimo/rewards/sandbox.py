@@ -14,6 +14,11 @@ code and the tests' inputs -- never the expected outputs) and collects one repor
   ignored for uid 0) with rlimits on CPU, address space, stack, file size, open files, processes and POSIX message
   queues; the runner enforces the wall clock and the output caps and kills what a test leaves running.
 
+The uid switch is ``setgroups``/``setresgid``/``setresuid`` in the forked child rather than ``setpriv`` before an
+``exec``: tests are forked from the warm runner (no interpreter start per test), and the runner itself keeps uid 0
+so that the program can neither signal nor ptrace it.  The interpreter's prefix is bound read-only with its parent
+directories made traversable, so any uid can import the standard library.
+
 Between jobs nothing of a program survives: its uid's processes are killed, ``/tmp`` is emptied, and a session
 where SysV IPC objects remain (they outlive processes) is replaced, as is one that failed or served
 ``max_jobs_per_session`` jobs.
