@@ -33,8 +33,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def find_data(arg: str | None) -> Path:
-    for c in (arg, os.environ.get("MIMO_SHARED_DATA"), REPO.parent / "shared" / "data",
-              REPO.parent.parent / "shared" / "data"):
+    from mimo.utils.paths import eval_data_dir
+
+    for c in (arg, eval_data_dir()):
         if c and Path(c, "HumanEval.jsonl.gz").exists():
             return Path(c)
     sys.exit("benchmarks/judge.py: no ../shared/data with HumanEval.jsonl.gz and MATH-500 (use --data)")

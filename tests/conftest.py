@@ -1,4 +1,4 @@
-"""Shared test set-up: ``@pytest.mark.slow`` runs only with MIMO_SLOW=1; where the shared evaluation data lives."""
+"""Shared test set-up: tiny random MiMo models, the shared evaluation data, and the slow switch (MIMO_SLOW=1)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+from mimo.utils.paths import eval_data_dir
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -19,20 +21,37 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-def find_shared_data() -> Path | None:
-    """``../shared/data`` beside the repository (or $MIMO_SHARED_DATA); None when absent."""
-    candidates = [os.environ.get("MIMO_SHARED_DATA"), REPO.parent / "shared" / "data",
-                  REPO.parent.parent / "shared" / "data"]
-    for c in candidates:
-        if c and Path(c).is_dir():
-            return Path(c)
-    return None
-
-
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The shared evaluation data folder; tests that need it skip where it is absent."""
-    path = find_shared_data()
+    path = eval_data_dir()
     if path is None:
-        pytest.skip("../shared/data not found (set MIMO_SHARED_DATA)")
+        pytest.skip("../shared/data not found (set MIMO_EVAL_DATA)")
     return path
+
+
+@pytest.fixture
+def tiny_config():
+    from mimo.model import ModelSpec
+
+    def make(**kw):
+        base = dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                    num_key_value_heads=2, max_position_embeddings=256, num_nextn_predict_layers=1)
+        base.update(kw)
+        hf_overrides = {k: base.pop(k) for k in list(base) if k in ("eos_token_id",)}
+        return ModelSpec(**base).to_hf(**hf_overrides)
+
+    return make
+
+
+@pytest.fixture
+def tiny_model(tiny_config):
+    import torch
+
+    from mimo.model import MiMoForCausalLM
+
+    def make(seed: int = 0, **kw):
+        torch.manual_seed(seed)
+        return MiMoForCausalLM(tiny_config(**kw)).eval()
+
+    return make

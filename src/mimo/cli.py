@@ -15,8 +15,10 @@ from mimo.errors import MimoError
 # command -> (module with a `cli(argv)` function, one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("mimo.train.pretrain", "pretrain a model with next-token + MTP loss over the data stages"),
+    "sft": ("mimo.train.sft", "supervised fine-tuning on ChatML conversations with <think> reasoning"),
     "generate": ("mimo.infer.cli", "generate text from a checkpoint (KV-cached, batched, streaming)"),
     "tokenizer": ("mimo.tokenizer", "train a byte-level BPE tokenizer on text/JSONL files"),
+    "data": ("mimo.data.cli", "pretraining data: extract, dedup, tag, synthesize, decontaminate, mix (datatrove)"),
     "rewards": ("mimo.rewards.cli", "test difficulty levels for the code reward (`mimo rewards levels`)"),
     "judge": ("mimo.rewards.server", "the sandboxed code judge: `mimo judge serve` (HTTP) and `mimo judge run`"),
 }

@@ -274,13 +274,17 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, section: str | N
     parser.add_argument("--config", default=None, metavar="FILE", help="YAML config file (sections per stage)")
     group = parser.add_argument_group(f"{section or cls.__name__} options")
     for name, tp, help_, default in _walk_fields(cls):
-        shown = json.dumps(default) if isinstance(default, (list, dict, tuple)) else default
+        if isinstance(default, (list, dict, tuple)):
+            shown = json.dumps(default, default=lambda o: dataclasses.asdict(o) if dataclasses.is_dataclass(o) else str(o))
+        else:
+            shown = default
+        text = f"{help_} (default: {shown})".replace("%", "%%")  # argparse %-formats help strings
         group.add_argument(
             f"--{name}",
             dest=f"cfg:{name}",
             default=None,
             metavar=_type_name(tp).upper() if isinstance(tp, type) else "VALUE",
-            help=f"{help_} (default: {shown})",
+            help=text,
         )
 
 
@@ -300,7 +304,9 @@ def _deep_merge(base: dict, over: dict) -> dict:
 
 def section_from_yaml(cls: type, section: str, data: dict) -> dict:
     """The mapping for ``section`` of a preset/config YAML, with shared sections folded into matching fields."""
-    out = data.get(section) or {}
+    out = data
+    for part in section.split("."):  # a dotted section ("data.mix") is a sub-mapping of a section
+        out = (out.get(part) if isinstance(out, dict) else None) or {}
     if not isinstance(out, dict):
         raise ConfigError(f"section {section!r}: expected a mapping, got {out!r}")
     field_names = {f.name for f in dataclasses.fields(cls)}
@@ -350,4 +356,5 @@ def stage_cli(argv: list[str], *, prog: str, description: str, cls: type[T], sec
     add_config_args(parser, cls, section)
     args = parser.parse_args(argv)
     cfg = config_from_args(cls, section, args)
-    return int(main(cfg) or 0)
+    rc = main(cfg)
+    return rc if isinstance(rc, int) else 0

@@ -1,0 +1,10 @@
+"""Verifiable toy tasks: seeded generators whose problems feed pretraining text, SFT, RL and evaluation.
+
+Each task bundles its generator, its prompt/solution formats and its reference for the rule-based graders in
+:mod:`mimo.rewards`.  Train and held-out problems are disjoint by construction (the split is a hash of the
+problem's canonical form, so no seed can leak a held-out problem into training).
+"""
+
+from mimo.data.tasks.math import MathProblem, MathTaskGenerator
+
+__all__ = ["MathProblem", "MathTaskGenerator"]

@@ -1,0 +1,151 @@
+"""Arithmetic-chain word problems with step-by-step solutions and ``\\boxed{}`` answers.
+
+A problem is a chain of ``steps`` operations on small integers, e.g. ``Compute (23 + 45) * 3 - 17.`` with the
+solution ``23 + 45 = 68`` / ``68 * 3 = 204`` / ``204 - 17 = 187`` / ``The answer is \\boxed{187}.``  Knobs:
+number of steps, operand digits, operators.  Multiplication uses a one-digit factor so that a tiny model can learn
+it.  The split (``train`` / ``heldout``) is a hash of the canonical expression: ``heldout_fraction`` of all
+possible problems are held out, for every seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+
+from mimo.tokenizer import assistant_text, format_chat
+
+PHRASINGS = ("Compute {e}.", "What is {e}?", "Evaluate {e}.", "Calculate {e}.")
+INSTRUCTION = "Put the final answer in \\boxed{}."
+
+
+@dataclass(frozen=True)
+class MathProblem:
+    id: str
+    expression: str  # canonical, fully parenthesised left to right: "(23 + 45) * 3 - 17"
+    question: str
+    answer: str
+    steps: tuple[str, ...]
+
+    @property
+    def difficulty(self) -> int:
+        return len(self.steps)
+
+    def reasoning(self) -> str:
+        return "\n".join(self.steps)
+
+    def final_answer(self) -> str:
+        return f"The answer is \\boxed{{{self.answer}}}."
+
+    def prompt_text(self) -> str:
+        """The user message."""
+        return f"{self.question} {INSTRUCTION}"
+
+    def chat_prompt(self) -> str:
+        """ChatML prompt ending in the assistant header (what the model is asked)."""
+        return format_chat([{"role": "user", "content": self.prompt_text()}])
+
+    def chat_response(self, with_reasoning: bool = True) -> str:
+        """Reference assistant turn in MiMo's format (``<think>`` steps ``</think>`` answer)."""
+        return assistant_text(self.reasoning() if with_reasoning else None, self.final_answer())
+
+    def noisy_steps(self, rng: random.Random) -> tuple[tuple[str, ...], str]:
+        """Worked steps with one arithmetic slip (an imperfect teacher): one step's result is off by a small amount
+        and later steps carry the wrong value on correctly.  Returns ``(steps, wrong final answer)``."""
+        k = rng.randrange(len(self.steps))
+        out, carry = [], None
+        for i, step in enumerate(self.steps):
+            lhs, rhs = step.split(" = ")
+            a, op, b = lhs.split(" ")
+            a = int(a) if carry is None else carry
+            b = int(b)
+            value = a + b if op == "+" else a - b if op == "-" else a * b
+            if i == k:
+                value += rng.choice([-10, -2, -1, 1, 2, 10])
+            out.append(f"{a} {op} {b} = {value}")
+            carry = value
+        return tuple(out), str(carry)
+
+    def noisy_response(self, rng: random.Random) -> str:
+        """An assistant turn with one arithmetic slip (see :meth:`noisy_steps`)."""
+        steps, answer = self.noisy_steps(rng)
+        return assistant_text("\n".join(steps), f"The answer is \\boxed{{{answer}}}.")
+
+    def pretrain_text(self, with_reasoning: bool = True) -> str:
+        """A plain-text document for pretraining: question, worked steps (optional), boxed answer."""
+        body = f"{self.reasoning()}\n{self.final_answer()}" if with_reasoning else self.final_answer()
+        return f"Question: {self.prompt_text()}\nAnswer: {body}"
+
+    def reference(self) -> str:
+        """Gold answer for :func:`mimo.rewards.math.math_reward`."""
+        return self.answer
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "kind": "math", "problem": self.prompt_text(), "answer": self.answer,
+                "expression": self.expression, "steps": list(self.steps)}
+
+
+def split_of(expression: str, heldout_fraction: float) -> str:
+    h = int(hashlib.sha1(expression.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return "heldout" if h < heldout_fraction else "train"
+
+
+class MathTaskGenerator:
+    """Seeded generator of :class:`MathProblem` (see module docstring)."""
+
+    def __init__(self, seed: int = 0, min_steps: int = 1, max_steps: int = 3, max_digits: int = 2,
+                 ops: str = "+-*", heldout_fraction: float = 0.2, allow_negative: bool = False):
+        if not 1 <= min_steps <= max_steps:
+            raise ValueError("need 1 <= min_steps <= max_steps")
+        if not set(ops) <= set("+-*") or not ops:
+            raise ValueError("ops must be a non-empty subset of '+-*'")
+        self.rng = random.Random(seed)
+        self.min_steps, self.max_steps, self.max_digits = min_steps, max_steps, max_digits
+        self.ops, self.heldout_fraction, self.allow_negative = ops, heldout_fraction, allow_negative
+
+    def _number(self) -> int:
+        digits = self.rng.randint(1, self.max_digits)
+        return self.rng.randint(0 if digits == 1 else 10 ** (digits - 1), 10**digits - 1)
+
+    def _one(self) -> MathProblem:
+        n_steps = self.rng.randint(self.min_steps, self.max_steps)
+        value = self._number()
+        expr = str(value)
+        steps = []
+        for i in range(n_steps):
+            op = self.rng.choice(self.ops)
+            if op == "*":
+                operand = self.rng.randint(2, 9)
+            elif op == "-" and not self.allow_negative:
+                operand = self.rng.randint(0, value) if value < 10 ** self.max_digits else self._number()
+            else:
+                operand = self._number()
+            new = value + operand if op == "+" else value - operand if op == "-" else value * operand
+            steps.append(f"{value} {op} {operand} = {new}")
+            # left-to-right chain; parentheses only where precedence would otherwise change the order
+            needs_paren = op == "*" and i > 0 and any(o in expr for o in "+-")
+            expr = f"({expr}) {op} {operand}" if needs_paren else f"{expr} {op} {operand}"
+            value = new
+        question = self.rng.choice(PHRASINGS).format(e=expr)
+        pid = "math-" + hashlib.sha1(expr.encode()).hexdigest()[:12]
+        return MathProblem(pid, expr, question, str(value), tuple(steps))
+
+    def sample(self, n: int, split: str = "train", unique: bool = True) -> list[MathProblem]:
+        """``n`` problems of ``split`` ("train" or "heldout"); ``unique`` avoids repeating an expression."""
+        if split not in ("train", "heldout"):
+            raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
+        out: list[MathProblem] = []
+        seen: set[str] = set()
+        tries = 0
+        while len(out) < n:
+            tries += 1
+            if tries > 200 * n + 10000:
+                raise ValueError(f"could not find {n} unique {split} problems with these knobs")
+            p = self._one()
+            if split_of(p.expression, self.heldout_fraction) != split:
+                continue
+            if unique and p.expression in seen:
+                continue
+            seen.add(p.expression)
+            out.append(p)
+        return out

@@ -1,0 +1,72 @@
+"""``mimo generate``: sample from a checkpoint, streaming the text as it is produced."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+from mimo.config import F, stage_cli
+from mimo.errors import MimoError
+
+
+@dataclasses.dataclass
+class GenerateConfig:
+    model: str = F("", "model directory (HF layout: config.json + safetensors + tokenizer)")
+    prompt: list[str] = F(factory=list, help="prompt(s); several run as one batch")
+    chat: bool = F(True, "wrap each prompt as a ChatML user turn (empty system prompt)")
+    max_new_tokens: int = F(256, "tokens to generate per prompt")
+    temperature: float = F(0.0, "sampling temperature (0: greedy)")
+    top_p: float = F(1.0, "nucleus sampling mass")
+    seed: int = F(0, "sampling seed")
+    speculative: bool | None = F(None, "MTP speculative decoding (default: on when the model has MTP layers)")
+    device: str = F("auto", "cpu, cuda or auto")
+
+
+def main(cfg: GenerateConfig) -> int:
+    import torch
+
+    from mimo.infer.engine import GenerationStats, generate
+    from mimo.train.checkpoint import load_model_dir
+    from mimo.train.dist import resolve_device
+
+    if not cfg.model:
+        raise MimoError("--model is required")
+    if not cfg.prompt:
+        raise MimoError("--prompt is required")
+    model, tok = load_model_dir(cfg.model, device=resolve_device(cfg.device))
+    if tok is None:
+        raise MimoError(f"{cfg.model}: no tokenizer in the model directory")
+    model.eval()
+    ids = [tok.chat_prompt(p) if cfg.chat else tok.encode(p) for p in cfg.prompt]
+    spec = cfg.speculative if cfg.speculative is not None else model.num_mtp_layers > 0
+    stats = GenerationStats()
+    stream = len(ids) == 1
+    emitted: list[int] = []
+    shown = [""]
+
+    def on_token(b: int, t: int) -> None:
+        emitted.append(t)
+        text = tok.decode(emitted, skip_special_tokens=True)
+        sys.stdout.write(text[len(shown[0]):])
+        sys.stdout.flush()
+        shown[0] = text
+
+    with torch.inference_mode():
+        outs = generate(model, ids, cfg.max_new_tokens, cfg.temperature, cfg.top_p, speculative=spec,
+                        seed=cfg.seed, stop_ids=tok.stop_ids, stats=stats, on_token=on_token if stream else None)
+    if stream:
+        print()
+    else:
+        for p, o in zip(cfg.prompt, outs):
+            print(f"### {p}\n{tok.decode(o, skip_special_tokens=True)}\n")
+    rate = stats.new_tokens / max(stats.seconds, 1e-9)
+    line = f"[{stats.new_tokens} tokens in {stats.seconds:.2f}s, {rate:.1f} tok/s"
+    if spec and stats.drafted:
+        acc = ", ".join(f"{a / max(d, 1):.0%}" for a, d in zip(stats.accepted, stats.drafted))
+        line += f", speculative acceptance per MTP layer: {acc}"
+    print(line + "]", file=sys.stderr)
+    return 0
+
+
+def cli(argv: list[str]) -> int:
+    return stage_cli(argv, prog="mimo generate", description=__doc__, cls=GenerateConfig, section="infer", main=main)

@@ -1,0 +1,134 @@
+"""Checkpoints: Hugging Face model directories plus the trainer state, written atomically.
+
+Layout of a run directory::
+
+    run/config.yaml                      resolved stage config
+    run/checkpoints/step_000100/         config.json + model.safetensors (+ tokenizer files)
+                                         trainer_state.pt (step, optimizer, data position, RNG, stage extras)
+                                         config.yaml
+    run/checkpoints/latest               text file naming the newest complete checkpoint
+    run/final/                           the finished model (HF layout, loadable by AutoModelForCausalLM)
+
+A checkpoint is written to a hidden temporary directory and renamed into place, then ``latest`` is replaced
+atomically, so a run killed at any moment resumes from the last complete checkpoint (``kill -9`` safe).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mimo.errors import MimoError
+from mimo.utils.io import atomic_open
+
+
+def save_model_dir(path: str | Path, model, tokenizer=None) -> Path:
+    """Save model (and tokenizer) in the Hugging Face layout, atomically (temp dir + rename)."""
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    _quiet_transformers()
+    unwrap(model).save_pretrained(str(tmp))
+    if tokenizer is not None:
+        tokenizer.save(tmp)
+    if path.exists():
+        old = path.parent / f".{path.name}.old"
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, path)
+    return path
+
+
+def load_model_dir(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+                   with_tokenizer: bool = True):
+    """``(model, tokenizer or None)`` from a model directory (ours or a released MiMo checkpoint)."""
+    from mimo.model import MiMoForCausalLM, register
+    from mimo.tokenizer import Tokenizer
+
+    register()
+    _quiet_transformers()
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise MimoError(f"{path}: not a model directory (no config.json)")
+    model = MiMoForCausalLM.from_pretrained(str(path), dtype=dtype or torch.float32).to(device)
+    tok = None
+    if with_tokenizer and (path / "tokenizer.json").is_file():
+        tok = Tokenizer.load(path)
+    return model, tok
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
+def unwrap(model):
+    """The bare model inside DDP/FSDP/compile wrappers."""
+    while hasattr(model, "module"):
+        model = model.module
+    return getattr(model, "_orig_mod", model)
+
+
+class CheckpointManager:
+    """Numbered checkpoints under ``run_dir/checkpoints`` with a ``latest`` pointer and pruning."""
+
+    def __init__(self, run_dir: str | Path, keep: int = 2):
+        self.dir = Path(run_dir) / "checkpoints"
+        self.keep = keep
+
+    def latest(self) -> Path | None:
+        pointer = self.dir / "latest"
+        if not pointer.is_file():
+            return None
+        path = self.dir / pointer.read_text().strip()
+        return path if (path / "trainer_state.pt").is_file() else None
+
+    def save(self, step: int, model, state: dict[str, Any], tokenizer=None, config: Any = None) -> Path:
+        from mimo.config import save_yaml
+
+        name = f"step_{step:06d}"
+        final = self.dir / name
+        tmp = self.dir / f".{name}.tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        _quiet_transformers()
+        unwrap(model).save_pretrained(str(tmp))
+        if tokenizer is not None:
+            tokenizer.save(tmp)
+        if config is not None:
+            save_yaml(tmp / "config.yaml", config)
+        torch.save({"step": step, **state}, tmp / "trainer_state.pt")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        with atomic_open(self.dir / "latest", "w") as f:
+            f.write(name + "\n")
+        self._prune()
+        return final
+
+    def load_state(self, path: str | Path | None = None) -> tuple[Path, dict]:
+        path = Path(path) if path is not None else self.latest()
+        if path is None:
+            raise MimoError(f"{self.dir}: no checkpoint to resume from")
+        if not (path / "trainer_state.pt").is_file():
+            raise MimoError(f"{path}: incomplete checkpoint (no trainer_state.pt)")
+        return path, torch.load(path / "trainer_state.pt", map_location="cpu", weights_only=False)
+
+    def _prune(self) -> None:
+        if self.keep <= 0:
+            return
+        steps = sorted(p for p in self.dir.glob("step_*") if p.is_dir())
+        for old in steps[: -self.keep]:
+            shutil.rmtree(old, ignore_errors=True)

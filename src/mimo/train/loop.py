@@ -1,0 +1,72 @@
+"""Pieces every training stage shares: the optimizer, one accumulated optimizer step, held-out evaluation.
+
+Gradient accumulation: each micro-batch's mean loss is scaled by ``1 / n_micro`` and DDP syncs only on the last
+micro-batch, so the update equals the one computed on the whole batch at once when micro-batches carry equal
+numbers of loss tokens (pretraining's packed windows always do; SFT weights by token count, see
+``token_weights``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+
+import torch
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float = 0.1,
+                   betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8,
+                   params: list[torch.nn.Parameter] | None = None) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only (not on norms, biases or embeddings' ... rows stay decayed:
+    MiMo decays all >= 2-D weights)."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if params is not None:
+        ids = {id(p) for p in params}
+        named = [(n, p) for n, p in named if id(p) in ids]
+    decay = [p for n, p in named if p.dim() >= 2]
+    no_decay = [p for n, p in named if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    fused_ok = all(p.device.type == "cuda" for _, p in named)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=fused_ok or None)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def accumulate_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    micro_batches: Sequence,
+    loss_fn: Callable[[torch.nn.Module, object], tuple[torch.Tensor, dict]],
+    grad_clip: float = 1.0,
+    weights: Sequence[float] | None = None,
+    autocast_dtype: torch.dtype | None = None,
+) -> dict:
+    """One optimizer step over ``micro_batches``.
+
+    ``loss_fn(model, mb) -> (mean loss, metrics)``.  ``weights`` (summing to 1) scale each micro-batch's mean loss
+    (default: equal, 1/n).  Returns the weighted metrics plus ``grad_norm``.
+    """
+    n = len(micro_batches)
+    weights = list(weights) if weights is not None else [1.0 / n] * n
+    optimizer.zero_grad(set_to_none=True)
+    totals: dict[str, float] = {}
+    device_type = next(model.parameters()).device.type
+    for i, mb in enumerate(micro_batches):
+        sync = i == n - 1
+        ctx = model.no_sync() if hasattr(model, "no_sync") and not sync else contextlib.nullcontext()
+        amp = (torch.autocast(device_type, dtype=autocast_dtype) if autocast_dtype is not None
+               else contextlib.nullcontext())
+        with ctx:
+            with amp:
+                loss, metrics = loss_fn(model, mb)
+            (loss * weights[i]).backward()
+        for k, v in metrics.items():
+            totals[k] = totals.get(k, 0.0) + float(v) * weights[i]
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf"))
+    optimizer.step()
+    totals["grad_norm"] = float(grad_norm)
+    return totals
