@@ -203,7 +203,7 @@ def test_hang_is_killed_at_the_wall_limit_and_the_pool_answers_the_next_item():
         r = hung.result()
         elapsed = time.monotonic() - start
         assert (r.score, r.reason) == (0.0, "timeout")
-        assert 2.0 <= elapsed < 3.0, elapsed
+        assert 2.0 <= elapsed < 3.5, elapsed  # the wall limit, plus the parent noticing on a loaded machine
         assert nxt.result(timeout=60).score == 1.0
         assert pool.stats["timeouts"] == 1
 
