@@ -45,8 +45,8 @@ def test_a_task_that_kills_every_worker_gives_up_after_the_retries():
         killed = None
         for _ in range(2):
             deadline = time.monotonic() + 60
-            while pool.backend.worker_pids()[0] == killed and time.monotonic() < deadline:
-                time.sleep(0.05)  # the replacement worker is on its way
+            while (pool.backend.worker_pids() or [killed])[0] == killed and time.monotonic() < deadline:
+                time.sleep(0.05)  # the (replacement) worker is on its way
             time.sleep(1.2)  # inside the first test's sleep (or still starting: a death all the same)
             killed = pool.backend.worker_pids()[0]
             os.kill(killed, signal.SIGKILL)
