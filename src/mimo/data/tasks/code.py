@@ -21,7 +21,7 @@ import random
 import re
 from dataclasses import dataclass, field
 
-from mimo.tokenizer import END_THINK, assistant_text, format_chat
+from mimo.tokenizer import assistant_text, format_chat
 
 INSTRUCTION = "Answer with the function in a ```python block."
 _OPS = ("+", "-", "*")
@@ -74,19 +74,6 @@ class CodeProblem:
     def to_dict(self) -> dict:
         return {"id": self.id, "kind": "code", "problem": self.prompt_text(), "tests": list(self.tests),
                 "solution": self.solution, "fn_name": self.fn_name}
-
-
-def extract_code(completion: str) -> str | None:
-    """The last fenced code block after ``</think>`` (or anywhere, when there is no think block).
-
-    >>> extract_code("<think>\\nx\\n</think>\\n```python\\ndef f(x):\\n    return x\\n```")
-    'def f(x):\\n    return x\\n'
-    >>> extract_code("no code") is None
-    True
-    """
-    text = completion.split(END_THINK, 1)[1] if END_THINK in completion else completion
-    blocks = re.findall(r"```(?:python|py)?\n(.*?)```", text, flags=re.S)
-    return blocks[-1] if blocks else None
 
 
 def _test(fn: str, arg, out) -> dict:
