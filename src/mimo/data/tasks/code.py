@@ -5,12 +5,13 @@ Two families:
 * piecewise arithmetic -- ``f(x)`` returns ``x * 3 + 2`` if ``x > 5`` else ``x - 1`` (1 to 3 pieces).  Tests far
   from a threshold are easy; tests *at* a threshold are hard (they catch ``>`` vs ``>=`` slips), so test pass
   rates over rollouts really differ and the test-difficulty-driven reward has levels to find;
-* string transforms -- ``g(s)`` composes ``reversed``, ``upper``, ``lower``, ``doubled``, ``first k characters``,
+* string transforms -- ``g(s)`` composes ``reversed``, ``upper``, ``lower``, ``doubled``,
   ``without spaces``; edge-case strings (empty, short) are the hard tests.
 
 Tests use LiveCodeBench's functional shape (``{"input": <one JSON value per line>, "output": <JSON>,
 "testtype": "functional", "fn_name": ...}``) and are computed by our own Python (never by executing generated
-code).  A completion answers with a fenced ``python`` block after ``</think>``; :func:`extract_code` reads it.
+code).  A completion answers with a fenced ``python`` block after ``</think>``, read by
+:func:`mimo.rewards.code.extract_code`.
 """
 
 from __future__ import annotations
