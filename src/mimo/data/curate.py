@@ -9,8 +9,9 @@ Output: the kept problems in the format ``mimo rl --data`` trains on (:mod:`mimo
 byte-for-byte its input line, plus these fields where a stage computed them:
 
 * ``golden_verdicts`` (code with a ``solution``) -- the judge's verdict per test for the golden solution;
-* ``pass_rate``, ``rollouts``, ``reference_pass_rate``, and for code ``pass_matrix`` and ``levels`` -- from the
-  model-based difficulty stage (``--model``/``--endpoint``/``--reference``, :mod:`mimo.data.curate_difficulty`);
+* ``pass_rate``, ``rollouts``, ``reference_pass_rate``, and for code ``pass_matrix``, ``test_pass_rates`` and
+  ``levels`` -- from the model-based difficulty stage (``--model``/``--endpoint``/``--reference``,
+  :mod:`mimo.data.curate_difficulty`);
 * ``id`` -- ``line<N>`` for a record that had none.
 
 Stages, in order (a problem is dropped for the first reason that applies; reasons in

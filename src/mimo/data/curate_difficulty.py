@@ -13,7 +13,8 @@ problems solved in every rollout (nothing left to learn); problems that strong m
   (:func:`mimo.rewards.levels.assign_test_levels`), which ``mimo rl`` uses for the strict/soft reward.
 
 Fields added to kept records: ``pass_rate`` (solved rollouts / rollouts), ``rollouts``; with a reference model
-``reference_pass_rate``; for code ``pass_matrix`` (one row per rollout, 1 = test passed) and ``levels``.
+``reference_pass_rate``; for code ``pass_matrix`` (one row per rollout, 1 = test passed), ``test_pass_rates`` and
+``levels`` (the last two as ``mimo rewards levels`` writes them).
 
 The decision rule (:func:`difficulty_drop`) is a pure function of the pass statistics, tested on its own.
 """
@@ -147,8 +148,9 @@ def added_fields(kind: str, policy: PassStats | None, reference: PassStats | Non
     if reference is not None:
         out["reference_pass_rate"] = round(reference.pass_rate, 6)
     if kind == "code" and policy is not None and policy.pass_matrix:
-        from mimo.rewards.levels import assign_test_levels
+        from mimo.rewards.levels import assign_test_levels, pass_rates
 
         out["pass_matrix"] = policy.pass_matrix
+        out["test_pass_rates"] = [round(r, 4) for r in pass_rates(policy.pass_matrix)]
         out["levels"] = assign_test_levels(policy.pass_matrix, n_levels)
     return out
