@@ -151,3 +151,32 @@ def test_real_reference_model_drops_what_it_never_solves(tmp_path, always_four):
     assert report["dropped"]["unsolved_by_reference"] == ["m-easy"]
     (kept,) = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert kept["id"] == "m-ok" and kept["reference_pass_rate"] == 1.0 and "pass_rate" not in kept
+
+
+def test_endpoint_rollouts_build_the_prompts_with_the_tokenizer(tmp_path, always_four):
+    """``--endpoint URL --tokenizer DIR``: prompts go out as token ids, answers come back as token ids."""
+    from openai_stub import OpenAIStub
+
+    from mimo.tokenizer import Tokenizer
+
+    tok = Tokenizer.load(always_four)
+    answers = {"What is 1 + 1?": "2", "What is 2 + 2?": "5"}  # the server solves the first problem only
+
+    def complete(body):
+        prompt = tok.decode(body["prompt"])
+        (question,) = [q for q in answers if q in prompt]
+        return [tok.encode(answers[question]) + [tok.im_end_id]] * body["n"]
+
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(p) + "\n" for p in _problems()
+                                               if p["id"] in ("m-easy", "m-ok")))
+    stub = OpenAIStub(lambda messages: "", completions=complete)
+    with stub as url:
+        assert cli(["curate-rl", "--input", str(tmp_path / "in.jsonl"), "--output", str(tmp_path / "out.jsonl"),
+                    "--report", str(tmp_path / "r.json"), "--benchmarks", "[]", "--endpoint", url,
+                    "--tokenizer", str(always_four), "--rollouts", "3", "--rollout.max_new_tokens", "5"]) == 0
+    assert [r["n"] for r in stub.requests] == [3, 3] and stub.requests[0]["max_tokens"] == 5
+    assert sorted(r["prompt"] for r in stub.requests) == sorted(tok.chat_prompt(q) for q in answers)
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["dropped"]["too_easy"] == ["m-easy"]
+    (kept,) = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert (kept["id"], kept["pass_rate"], kept["rollouts"]) == ("m-ok", 0.0, 3)

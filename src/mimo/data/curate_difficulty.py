@@ -104,22 +104,23 @@ def roll_out(records: dict[str, dict], n: int, *, model: str = "", endpoint: str
     if n < 1:
         raise MimoError(f"--rollouts: expected at least 1, got {n}")
     rollout_cfg = rollout_cfg or RolloutConfig()
+    from mimo.tokenizer import Tokenizer
+
     net = None
-    if model:
-        from mimo.train.checkpoint import load_model_dir
-
-        net, tok = load_model_dir(model)
-        if rollout_cfg.backend == "endpoint":
-            rollout_cfg = dataclasses.replace(rollout_cfg, backend="local")
-    else:
-        from mimo.tokenizer import Tokenizer
-
+    if endpoint:
         if not tokenizer:
             raise MimoError("--endpoint needs --tokenizer DIR (a model or tokenizer directory) to build the prompts")
         tok = Tokenizer.load(tokenizer)
         rollout_cfg = dataclasses.replace(rollout_cfg, backend="endpoint", url=endpoint)
-    if tok is None:
-        raise MimoError(f"{model}: no tokenizer in the model directory")
+    elif rollout_cfg.backend == "vllm":  # vLLM loads the weights itself: only the tokenizer here
+        tok = Tokenizer.load(tokenizer or model)
+    else:
+        from mimo.train.checkpoint import load_model_dir
+
+        net, tok = load_model_dir(model)
+        rollout_cfg = dataclasses.replace(rollout_cfg, backend="local")
+        if tok is None:
+            raise MimoError(f"{model}: no tokenizer in the model directory")
     problems = {pid: problem_from_record(rec, tok, f"problem {pid}", pid) for pid, rec in records.items()}
     ids = list(problems)
     params = GenParams(rollout_cfg.max_new_tokens, rollout_cfg.temperature, rollout_cfg.top_p, tuple(tok.stop_ids))
