@@ -112,3 +112,19 @@ def test_dedup_boilerplate_does_not_make_duplicates_and_stays_bounded():
         assert d.check_add(f"p{i}", f"Compute the sum of the first {i + 3} odd numbers." + tail) is None
     assert max(len(v) for v in d.postings.values()) == 8
     assert d.check_add("again", "Compute the sum of the first 20 odd numbers." + tail) == ("p17", 1.0)
+
+
+def test_dedup_tells_operators_apart_and_finds_nothing_in_unique_toy_sets():
+    from mimo.data.tasks import MathTaskGenerator
+    from mimo.data.tasks.code import CodeTaskGenerator
+
+    d = NearDuplicates()
+    assert d.check_add("a", "Compute (1 + 2) * 8.") is None
+    assert d.check_add("b", "Compute (1 * 2) + 8.") is None
+    assert d.check_add("c", "Compute $(1+2) \\times 8$") is None  # \\times is a word, not "*"
+    assert d.check_add("d", "compute (1 + 2) * 8") == ("a", 1.0)
+    assert d.check_add("e", "Compute (1 + 2) × 8") == ("a", 1.0)
+    d = NearDuplicates()
+    problems = [p.prompt_text() for p in MathTaskGenerator(seed=3, max_steps=4).sample(1500)]
+    problems += [p.prompt_text() for p in CodeTaskGenerator(seed=3).sample(300)]
+    assert [t for i, t in enumerate(problems) if d.check_add(str(i), t)] == []

@@ -55,8 +55,8 @@ from mimo.utils.logging import progress
 class CurateConfig:
     input: str = F("", "input JSONL: math {id, problem, answer}, code {id, problem, tests, solution?, fn_name?}")
     output: str = F("", "output JSONL: the kept problems (the `mimo rl --data` format)")
-    report: str = F("", "report JSON, with a markdown summary beside it (default: OUTPUT's stem + .report.json)")
-    strict: bool = F(False, "a malformed line or record stops the run (default: reported and skipped)")
+    report: str = F("", "report JSON, with a markdown summary beside it ('': OUTPUT's stem + .report.json)")
+    strict: bool = F(False, "a malformed line or record stops the run (false: reported and skipped)")
     benchmarks: list[str] = F(factory=lambda: list(BENCHMARKS),
                               help="decontaminate against these: names, FILE.jsonl[:field] or text files; [] = off")
     decontam_n: int = F(16, "decontamination n-gram length in words (MiMo: 16)")

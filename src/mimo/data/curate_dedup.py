@@ -2,16 +2,19 @@
 
 A problem is a duplicate of an earlier kept one when
 
-* their sets of word n-grams (``n`` = 5 by default) have a Jaccard similarity of at least ``threshold`` (0.7), and
+* their sets of token n-grams (``n`` = 5 by default) have a Jaccard similarity of at least ``threshold`` (0.7), and
 * they hold the same numbers, in the same order.
 
-Words and n-gram hashes are the decontamination index's (:func:`mimo.data.decontam.words`,
-:func:`mimo.data.decontam.ngram_hashes`: NFKC, lower case, ``\\w+`` runs, 64-bit hashes), so SFT/eval
-decontamination and RL dedup tokenise alike.  Problems shorter than ``n`` words are one n-gram of their own length
-(an exact match after normalisation).  The number rule is ours: templated problem sets ("What is 23 + 45?",
-"What is 23 + 46?") share most n-grams but are different problems with different answers -- the reason datatrove's
-digit-normalising MinHash is wrong for math (DESIGN.md section 2).  A known limit of any n-gram dedup remains: two
-long problems that differ in one word ("sum" / "product") and not in their numbers look alike.
+Tokens are the decontamination index's words (:mod:`mimo.data.decontam`: NFKC, lower case, ``\\w+`` runs) plus the
+math operators, which its ``\\w+`` drops: "What is 23 + 45?" and "What is 23 - 45?" are different problems, so
+``+ - * / = < > ^ ! | ( ) [ ]`` (and their Unicode forms) are tokens here, while other punctuation is not (copies of
+a problem often differ in a full stop or a ``$``).  n-grams are hashed by the same
+:func:`mimo.data.decontam.ngram_hashes`.  Problems shorter than ``n`` tokens are one n-gram of their own length (an
+exact match after normalisation).  The number rule is ours: templated problem sets ("A bag holds 4 red and 6 blue
+marbles ...", "A bag holds 5 red and 6 blue marbles ...") share most n-grams but are different problems with
+different answers -- the reason datatrove's digit-normalising MinHash is wrong for math (DESIGN.md section 2).  A
+known limit of any n-gram dedup remains: two long problems that differ in one word ("sum" / "product") and not in
+their numbers look alike.
 
 Candidates come from an inverted index n-gram -> kept problems, so a check costs the problems that share an
 n-gram with it, not the whole set.  An n-gram held by more than ``max_postings`` kept problems is boilerplate ("Put
@@ -21,9 +24,23 @@ by an exact hash first whatever their boilerplate.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections import Counter
 
-from mimo.data.decontam import ngram_hashes, words
+from mimo.data.decontam import ngram_hashes
+
+_TOKEN = re.compile(r"\w+|[-+*/=<>^!|()\[\]≤≥≠±]")
+_SAME_OPERATOR = str.maketrans({"−": "-", "×": "*", "·": "*", "÷": "/"})
+
+
+def tokens(text: str) -> list[str]:
+    """Normalised words and math operators.
+
+    >>> tokens("What is $23+45$?"), tokens("what is 23 − 45 × 2")
+    (['what', 'is', '23', '+', '45'], ['what', 'is', '23', '-', '45', '*', '2'])
+    """
+    return _TOKEN.findall(unicodedata.normalize("NFKC", text).lower().translate(_SAME_OPERATOR))
 
 
 class NearDuplicates:
@@ -48,7 +65,7 @@ class NearDuplicates:
 
     def check(self, text: str) -> tuple[str, float] | None:
         """The kept problem ``text`` duplicates and their similarity, or None."""
-        toks = words(text)
+        toks = tokens(text)
         return self._find(toks, *self._shingles(toks))
 
     def _find(self, toks: list[str], whole: int, grams: set[int]) -> tuple[str, float] | None:
@@ -69,7 +86,7 @@ class NearDuplicates:
         return (self.keys[best[1]], round(best[0], 4)) if best else None
 
     def add(self, key: str, text: str) -> None:
-        toks = words(text)
+        toks = tokens(text)
         self._add(key, toks, *self._shingles(toks))
 
     def _add(self, key: str, toks: list[str], whole: int, grams: set[int]) -> None:
@@ -85,7 +102,7 @@ class NearDuplicates:
 
     def check_add(self, key: str, text: str) -> tuple[str, float] | None:
         """Check ``text``; index it under ``key`` when it is not a duplicate."""
-        toks = words(text)
+        toks = tokens(text)
         whole, grams = self._shingles(toks)
         found = self._find(toks, whole, grams)
         if found is None:
