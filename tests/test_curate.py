@@ -96,6 +96,7 @@ def test_every_bad_problem_is_dropped_with_its_reason(curated):
     assert report["records"] == len(LINES) - 1
     details = {d["id"]: d for d in report["dropped_records"]}
     assert "test 1" in details["c-fails"]["detail"] and "wrong_answer" in details["c-fails"]["detail"]
+    assert details["c-fails"]["verdicts"] == ["passed", "wrong_answer", "passed"]  # the per-test results
     assert "m-clean" in details["m-dup"]["detail"]
     assert "bench:0" in details["m-contam"]["detail"]
     assert details["m-contam"]["line"] == 1 + [r for _, r in LINES].index("contaminated")
@@ -182,3 +183,15 @@ def cli_report(tmp: Path, *flags: str) -> dict:
     assert cli(["curate-rl", "--input", str(tmp / "in.jsonl"), "--output", str(tmp / "out.jsonl"),
                 "--report", str(tmp / "report.json"), "--benchmarks", "[]", "--pool.workers", "1", *flags]) == 0
     return json.loads((tmp / "report.json").read_text())
+
+
+def test_a_missing_sandbox_stops_the_run_rather_than_dropping_every_code_problem(tmp_path, monkeypatch):
+    import sys
+
+    rec = {"id": "c", "kind": "code", "problem": "Write f(x) returning x.", "fn_name": "f",
+           "tests": [{"testtype": "functional", "input": "1", "output": "1"}], "solution": "def f(x):\n    return x\n"}
+    (tmp_path / "in.jsonl").write_text(json.dumps(rec) + "\n")
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))  # the reward workers find no bwrap
+    with pytest.raises(MimoError, match="verification of 'c': bubblewrap"):
+        cli_report(tmp_path)
+    assert not (tmp_path / "out.jsonl").exists()

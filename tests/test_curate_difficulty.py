@@ -85,6 +85,9 @@ def test_thresholds_with_stubbed_rollouts(tmp_path, monkeypatch):
     assert calls[1] == ("POLICY", 8, ["c-easy", "c-ok", "m-easy", "m-lost", "m-ok"])
     assert {r: ids for r, ids in report["dropped"].items() if ids} == {
         "unsolved_by_reference": ["m-unsolved"], "rollout_failed": ["m-lost"], "too_easy": ["m-easy", "c-easy"]}
+    details = {d["id"]: d for d in report["dropped_records"]}
+    assert details["m-easy"]["pass_rate"] == 1.0 and details["m-easy"]["reference_pass_rate"] == 1.0
+    assert details["m-unsolved"]["reference_pass_rate"] == 0.0
     kept = {json.loads(line)["id"]: json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()}
     assert set(kept) == {"m-ok", "c-ok"}
     assert (kept["m-ok"]["pass_rate"], kept["m-ok"]["rollouts"], kept["m-ok"]["reference_pass_rate"]) == (0.875, 8, 0.5)

@@ -24,8 +24,9 @@ Stages, in order (a problem is dropped for the first reason that applies; reason
 3. decontamination -- a 16-gram shared with an evaluation benchmark (:class:`mimo.data.decontam.NgramIndex`, the
    index SFT data and evaluation use);
 4. verification, on the reward pool's worker processes -- math: the gold answer must be one (not missing, a
-   placeholder or a sentence) and Math-Verify must parse it to a mathematical expression; code: the golden solution runs in the sandboxed judge and must pass every test.  These
-   come before dedup so that dedup keeps the first *valid* copy of a problem;
+   placeholder or a sentence) and Math-Verify must parse it to a mathematical expression; code: the golden
+   solution runs in the sandboxed judge and must pass every test.  These come before dedup so that dedup keeps the
+   first *valid* copy of a problem;
 5. global n-gram dedup (:mod:`mimo.data.curate_dedup`);
 6. optional LLM classifier for proof / multiple choice (``--llm_endpoint``, any OpenAI-compatible server);
 7. optional model-based difficulty: rollouts through the RL engine, thresholds (MiMo: math pass rate > 0.9, code
@@ -218,29 +219,32 @@ def verify(items: list[Item], cfg: CurateConfig, report: CurationReport) -> list
             for (item, kind, _, _), future in zip(jobs, progress(futures, desc="verify answers / golden solutions")):
                 drop = _verification_drop(item, kind, future)
                 if drop:
-                    report.drop(item, *drop)
+                    report.drop(item, drop[0], drop[1], **drop[2])
                     failed.add(id(item))
     return [item for item in items if id(item) not in failed]
 
 
-def _verification_drop(item: Item, kind: str, future) -> tuple[str, str] | None:
+def _verification_drop(item: Item, kind: str, future) -> tuple[str, str, dict] | None:
+    """(reason, detail, extra report fields) when the gold answer or the golden solution fails, else None."""
     try:
         res = future.result()
     except MimoError as e:
-        return ("unparsable_answer" if kind == "gold" else "bad_tests"), str(e)[:300]
+        # Inputs were validated before, so this is the set-up (no bubblewrap, bad --pool.limits): every problem
+        # would fail the same way -- stop rather than drop them all.
+        raise MimoError(f"verification of {item.id!r}: {e}") from None
     except Exception as e:  # noqa: BLE001 -- a failure of ours: reported, never a silent keep or drop
-        return ("unparsable_answer" if kind == "gold" else "judge_error"), f"{type(e).__name__}: {e}"[:300]
+        return ("unparsable_answer" if kind == "gold" else "judge_error"), f"{type(e).__name__}: {e}"[:300], {}
     if kind == "gold":
         if res.score >= 1.0:
             return None
         why = {"bad_gold": "Math-Verify parses nothing from it", "timeout": "Math-Verify timed out on it",
                "not_math": "Math-Verify finds no mathematical expression in it"}
-        return "unparsable_answer", why.get(res.reason, res.reason)
+        return "unparsable_answer", why.get(res.reason, res.reason), {}
     verdicts = list(res.verdicts)
     if res.reason == "worker_died" or "sandbox_error" in verdicts:
-        return "judge_error", res.reason or "sandbox error"
+        return "judge_error", res.reason or "sandbox error", {"verdicts": verdicts}
     if not verdicts or any(v != "passed" for v in verdicts):
-        return "golden_fails", res.reason or "no verdicts"
+        return "golden_fails", res.reason or "no verdicts", {"verdicts": verdicts}
     item.added["golden_verdicts"] = verdicts
     return None
 
@@ -297,10 +301,11 @@ def difficulty(items: list[Item], cfg: CurateConfig, report: CurationReport) -> 
         report.notes["reference_rollouts"] = f"{n} per problem, {timing['seconds']}s"
         survivors = []
         for item in items:
-            drop = ("rollout_failed", "reference rollouts missing") if item.id not in reference else \
-                difficulty_drop(item.kind, None, reference[item.id])
+            ref = reference.get(item.id)
+            drop = ("rollout_failed", "reference rollouts missing") if ref is None else \
+                difficulty_drop(item.kind, None, ref)
             if drop:
-                report.drop(item, *drop)
+                report.drop(item, *drop, **({"reference_pass_rate": round(ref.pass_rate, 6)} if ref else {}))
             else:
                 survivors.append(item)
         items = survivors
@@ -317,10 +322,11 @@ def difficulty(items: list[Item], cfg: CurateConfig, report: CurationReport) -> 
             continue
         drop = difficulty_drop(item.kind, stats, None, math_max_pass_rate=cfg.math_max_pass_rate,
                                code_max_pass_rate=cfg.code_max_pass_rate)
+        fields = added_fields(item.kind, stats, ref, cfg.n_levels)
         if drop:
-            report.drop(item, drop[0], drop[1])
+            report.drop(item, *drop, **{k: v for k, v in fields.items() if k.endswith("pass_rate")})
             continue
-        item.added.update(added_fields(item.kind, stats, ref, cfg.n_levels))
+        item.added.update(fields)
         kept.append(item)
     return kept
 

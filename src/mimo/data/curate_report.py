@@ -7,11 +7,12 @@ JSON (``--report FILE``)::
      "counts": {"proof": 2, ...},
      "kinds": {"math": {"input": 30, "kept": 24}, "code": {...}},
      "malformed_lines": [{"line": 7, "reason": "malformed JSON (...)"}],
-     "dropped_records": [{"id": "m3", "line": 4, "kind": "math", "reason": "proof", "detail": "..."}],
+     "dropped_records": [{"id": "m3", "line": 4, "kind": "math", "reason": "proof", "detail": "..."}, ...],
      "notes": {...}, "seconds": {"rules": 0.01, ...}}
 
-and a markdown summary beside it (same name, ``.md``).  A problem is dropped for the first reason that applies, in
-the order the stages run (:data:`REASONS`).
+Entries of ``golden_fails``/``judge_error`` also carry the golden solution's per-test ``verdicts``; difficulty drops
+carry ``pass_rate`` / ``reference_pass_rate``.  A markdown summary goes beside the JSON (same name, ``.md``).  A
+problem is dropped for the first reason that applies, in the order the stages run (:data:`REASONS`).
 """
 
 from __future__ import annotations
@@ -83,11 +84,12 @@ class CurationReport:
         self.notes: dict = {}
         self.seconds: dict[str, float] = {}
 
-    def drop(self, item: Item, reason: str, detail: str = "") -> None:
+    def drop(self, item: Item, reason: str, detail: str = "", **extra) -> None:
+        """Record a drop; ``extra`` (e.g. the golden solution's ``verdicts``, a ``pass_rate``) goes into its entry."""
         if reason not in REASONS:
             raise ValueError(f"unknown drop reason {reason!r}")
         self.dropped.append({"id": item.id, "line": item.line, "kind": item.kind, "reason": reason,
-                             "detail": detail})
+                             "detail": detail, **extra})
 
     def bad_line(self, line: int, reason: str) -> None:
         self.malformed.append({"line": line, "reason": reason})
@@ -99,8 +101,8 @@ class CurationReport:
         kinds = {k: {"input": n, "kept": sum(i.kind == k for i in kept)} for k, n in sorted(self.kinds_in.items())}
         return {"input": self.input, "records": self.records, "kept": len(kept), "dropped": by_reason,
                 "counts": {r: len(ids) for r, ids in by_reason.items()}, "kinds": kinds,
-                "malformed_lines": self.malformed, "dropped_records": sorted(self.dropped, key=lambda d: d["line"]), "notes": self.notes,
-                "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
+                "malformed_lines": self.malformed, "dropped_records": sorted(self.dropped, key=lambda d: d["line"]),
+                "notes": self.notes, "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
 
     def write(self, path: str | Path, kept: list[Item]) -> tuple[Path, Path]:
         """Write the JSON report and its markdown summary (``.md`` beside it); returns both paths."""
