@@ -5,7 +5,7 @@ problems (a 1-in-4 guess is rewarded as often as reasoning, which teaches guessi
 
 * rules (this module's functions), cheap and explainable -- each returns the reason it fired, or None:
 
-  - :func:`proof_reason` -- the gold answer is a proof marker ("proof", "QED", an empty answer, a paragraph of
+  - :func:`proof_reason` -- the gold answer is a proof marker ("proof", "QED", "see proof", a paragraph of
     argument), or the problem asks for a proof ("prove", "show that", "verify that", ...) and asks for no value
     ("find", "compute", "how many", ...): "Prove that n^2 + n is even" goes, "Find the minimum and prove it is
     attained" stays, its answer being checkable;
