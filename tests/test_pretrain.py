@@ -92,6 +92,8 @@ def test_kill_and_resume_gives_identical_losses(tmp_path):
     assert target.exists(), proc.stderr.read().decode()[-2000:]
     resumed = _small_cfg(run, resume="true")
     pretrain_main(resumed)
+    steps = [json.loads(l)["step"] for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 9))  # the log neither repeats nor loses a step
     got = _losses(run)
     assert sorted(got) == sorted(expected)
     for step in expected:

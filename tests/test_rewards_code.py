@@ -138,3 +138,15 @@ def test_all_humaneval_canonical_solutions_pass_and_pass_bodies_fail(shared_data
     assert not failed, failed[:5]
     passed = [p["task_id"] for p, r in zip(problems, empty) if r.verdicts != ("wrong_answer",)]
     assert not passed, f"`pass` bodies not judged wrong_answer: {passed[:5]}"
+
+
+def test_mimo_judge_run_command(tmp_path, capsys):
+    from mimo.cli import main
+
+    (tmp_path / "sol.py").write_text("print(sum(map(int, input().split())))\n")
+    tests = [{"testtype": "stdin", "input": "1 2", "output": "3"}, {"testtype": "stdin", "input": "2 2", "output": "5"}]
+    (tmp_path / "tests.json").write_text(json.dumps(tests))
+    assert main(["judge", "run", "--code", str(tmp_path / "sol.py"), "--tests", str(tmp_path / "tests.json")]) == 1
+    out = capsys.readouterr().out
+    assert "test 0: passed" in out and "test 1: wrong_answer" in out and "1/2 passed" in out
+    assert main(["judge", "run", "--code", str(tmp_path / "missing.py"), "--tests", str(tmp_path / "tests.json")]) == 2

@@ -144,13 +144,14 @@ def test_every_gold_verifies_against_itself_in_another_form(shared_data):
     same = [g for g, f in zip(golds, forms) if f.replace(" ", "") == g.replace(" ", "")]
     assert not same, f"the rewriting left these unchanged: {same[:5]}"
     completions = [f"<think>\nworking...\n</think>\nSo the final answer is $\\boxed{{{f}}}$." for f in forms]
-    wrong = ["<think>\n...\n</think>\nThe answer is $\\boxed{-987654.321}$." for _ in golds]
+    some = golds[::4]  # and a wrong answer is still wrong (a reward that always says 1 would pass the first half)
+    wrong = ["<think>\n...\n</think>\nThe answer is $\\boxed{-987654.321}$." for _ in some]
     with RewardPool(workers=2, math_timeout=20) as pool:
         right = pool.map("math", completions, golds)
-        wrongs = pool.map("math", wrong, golds)
+        wrongs = pool.map("math", wrong, some)
     failed = [(g, f, r.reason) for g, f, r in zip(golds, forms, right) if r.score != 1.0]
     assert not failed, f"{len(failed)} gold answers did not verify: {failed[:10]}"
-    assert all(r.score == 0.0 for r in wrongs), [g for g, r in zip(golds, wrongs) if r.score][:5]
+    assert all(r.score == 0.0 for r in wrongs), [g for g, r in zip(some, wrongs) if r.score][:5]
 
 
 # --------------------------------------------------------------------------------------- pitfalls, directly
@@ -202,7 +203,7 @@ def test_hang_is_killed_at_the_wall_limit_and_the_pool_answers_the_next_item():
         r = hung.result()
         elapsed = time.monotonic() - start
         assert (r.score, r.reason) == (0.0, "timeout")
-        assert 2.0 <= elapsed < 3.0, elapsed
+        assert 2.0 <= elapsed < 3.5, elapsed  # the wall limit, plus the parent noticing on a loaded machine
         assert nxt.result(timeout=60).score == 1.0
         assert pool.stats["timeouts"] == 1
 

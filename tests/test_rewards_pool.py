@@ -40,11 +40,16 @@ def test_local_worker_killed_mid_task_is_replaced_and_the_task_retried():
 
 
 def test_a_task_that_kills_every_worker_gives_up_after_the_retries():
-    with RewardPool(workers=1, max_retries=1) as pool:
+    with RewardPool(workers=1, max_retries=1, warm_math=False) as pool:
         future = pool.submit("code", SLOW_CODE, DOUBLE)
+        killed = None
         for _ in range(2):
-            time.sleep(2.5)  # a fresh worker imports Math-Verify first
-            os.kill(pool.backend.worker_pids()[0], signal.SIGKILL)
+            deadline = time.monotonic() + 60
+            while (pool.backend.worker_pids() or [killed])[0] == killed and time.monotonic() < deadline:
+                time.sleep(0.05)  # the (replacement) worker is on its way
+            time.sleep(1.2)  # inside the first test's sleep (or still starting: a death all the same)
+            killed = pool.backend.worker_pids()[0]
+            os.kill(killed, signal.SIGKILL)
         assert future.result(timeout=120).reason == "worker_died"
 
 

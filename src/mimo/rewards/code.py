@@ -160,7 +160,7 @@ def judge(code: str, tests: Sequence[dict], *, fn_name: str | None = None, sandb
     verdicts, details, times = ["sandbox_error"] * n, ["not run"] * n, [0.0] * n
     checks = {str(i): {"prelude": t.get("prelude", ""), "test": t["test"], "entry_point": t["entry_point"]}
               for i, t in enumerate(tests) if t["testtype"] == "assert"}
-    pending = list(range(n))
+    pending, retry_whole = list(range(n)), True
     while pending:
         job = {"code": code, "tests": [_runner_test(i, tests[i], fn_name) for i in pending]}
         wanted = {k: v for k, v in checks.items() if int(k) in pending}
@@ -173,16 +173,19 @@ def judge(code: str, tests: Sequence[dict], *, fn_name: str | None = None, sandb
         missing = [i for i in pending if i not in run.reports]
         if not missing:
             break
-        # The runner died or the sandbox never started: the test in flight gets the blame, the rest run again.
-        # (As root the program cannot kill the runner, so that is our failure; without root it may be the program.)
         why = run.error or "the sandbox stopped"
-        if len(missing) == len(pending) and not run.reports and "deadline" not in why:
+        if not run.reports and retry_whole:  # a session that died while idle, or a slow start: once more
+            retry_whole = False
+            continue
+        if not run.reports and box.root:  # as root the program cannot stop the runner: the judge is broken
             for i in missing:
                 details[i] = why
             break
+        # The runner died during a test: that test gets the blame (ours as root, the program's possibly without
+        # root, where it can signal the runner), the rest run again in a fresh session.
         verdicts[missing[0]] = "sandbox_error" if box.root else "runtime_error"
         details[missing[0]] = why
-        pending = missing[1:]
+        pending, retry_whole = missing[1:], True
     return JudgeResult(verdicts, details, times)
 
 

@@ -108,6 +108,15 @@ def assign_test_levels(pass_matrix: Sequence[Sequence], n_levels: int = 3) -> li
     return [level_of[r] for r in rates]
 
 
+def as_passed(outcomes: Sequence) -> list[bool]:
+    """Booleans (or 0/1) as they are; judge verdict strings as ``verdict == "passed"``.
+
+    >>> as_passed([True, 0, "passed", "wrong_answer"])
+    [True, False, True, False]
+    """
+    return [o == "passed" if isinstance(o, str) else bool(o) for o in outcomes]
+
+
 def _levels_and_weights(passed: Sequence[bool], levels: Sequence[int] | None,
                         weights: Sequence[float] | None) -> list[tuple[list[int], float]]:
     """[(test indices, normalised score)] per level present, easiest first."""
@@ -142,9 +151,12 @@ def strict_reward(passed: Sequence[bool], levels: Sequence[int] | None,
     0.3333
     >>> strict_reward([1, 0, 1, 1, 1, 1], levels)             # the easiest level fails: nothing counts
     0.0
+    >>> strict_reward(["passed"] * 5 + ["time_limit"], levels) == 2 / 3   # judge verdicts work too
+    True
     >>> round(strict_reward([1, 1, 1, 1, 1, 0], levels, weights=[0.2, 0.3, 0.5]), 4)
     0.5
     """
+    passed = as_passed(passed)
     groups = _levels_and_weights(passed, levels, weights)
     if not passed:
         return 0.0
@@ -172,6 +184,7 @@ def soft_reward(passed: Sequence[bool], levels: Sequence[int] | None,
     >>> round(soft_reward([1, 1, 0, 0, 0, 0], levels, weights=[0.2, 0.3, 0.5]), 4)
     0.2
     """
+    passed = as_passed(passed)
     groups = _levels_and_weights(passed, levels, weights)
     if not passed:
         return 0.0
@@ -185,6 +198,7 @@ def vanilla_reward(passed: Sequence[bool], levels: Sequence[int] | None = None,
     >>> vanilla_reward([True, True]), vanilla_reward([True, False]), vanilla_reward([])
     (1.0, 0.0, 0.0)
     """
+    passed = as_passed(passed)
     return 1.0 if passed and all(passed) else 0.0
 
 

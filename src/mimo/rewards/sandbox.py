@@ -14,6 +14,11 @@ code and the tests' inputs -- never the expected outputs) and collects one repor
   ignored for uid 0) with rlimits on CPU, address space, stack, file size, open files, processes and POSIX message
   queues; the runner enforces the wall clock and the output caps and kills what a test leaves running.
 
+The uid switch is ``setgroups``/``setresgid``/``setresuid`` in the forked child rather than ``setpriv`` before an
+``exec``: tests are forked from the warm runner (no interpreter start per test), and the runner itself keeps uid 0
+so that the program can neither signal nor ptrace it.  The interpreter's prefix is bound read-only with its parent
+directories made traversable, so any uid can import the standard library.
+
 Between jobs nothing of a program survives: its uid's processes are killed, ``/tmp`` is emptied, and a session
 where SysV IPC objects remain (they outlive processes) is replaced, as is one that failed or served
 ``max_jobs_per_session`` jobs.
@@ -21,7 +26,8 @@ where SysV IPC objects remain (they outlive processes) is replaced, as is one th
 Without bubblewrap the judge refuses to run unless ``unsafe=True`` (``--unsafe``): then the runner is started
 directly, with rlimits and (as root) the uid switch only -- untrusted code can read the host's files.  Not being
 root (bwrap in a user namespace) works too but is weaker: the program keeps the judge's uid, so it can signal the
-runner (the judge then re-runs the remaining tests) and RLIMIT_NPROC counts all of that user's processes.
+runner (the judge then re-runs the remaining tests), and no process limit is set (RLIMIT_NPROC would count all of
+that user's processes), so a fork bomb is stopped only by the wall clock.
 Memory is capped per process (RLIMIT_AS), so a job may use up to ``processes x memory_mb``; a cgroup would cap
 the total but is not available in unprivileged containers.
 
@@ -273,8 +279,9 @@ class _Session:
         out, err, chk = self.proc.stdout.fileno(), self.proc.stderr.fileno(), self.judge_end.fileno()
         sel = selectors.DefaultSelector()
         for fd in (out, err, chk):
-            os.set_blocking(fd, False)
             sel.register(fd, selectors.EVENT_READ)
+        for fd in (out, err):  # not the checker socket: a thread may be blocked sending on it (O_NONBLOCK is shared)
+            os.set_blocking(fd, False)
         finished = False
         try:
             while True:

@@ -31,7 +31,7 @@ from mimo.rl.problems import ToyRL, load_problems, toy_problems
 from mimo.rl.rollout import EndpointBackend, GenParams, LocalProcessBackend, VLLMBackend
 from mimo.rl.sampling import ProblemSampler
 from mimo.rl.scheduler import Scheduler, SchedulerConfig
-from mimo.train.checkpoint import CheckpointManager, load_model_dir, save_model_dir, unwrap
+from mimo.train.checkpoint import CheckpointManager, load_model_dir, save_model_dir
 from mimo.train.loop import make_optimizer
 from mimo.utils.io import write_jsonl
 from mimo.utils.logging import MetricsLogger
@@ -167,11 +167,7 @@ def main(cfg: RLConfig) -> dict:
     step = 0
     levels: dict = {}
     if cfg.resume:
-        path, state = ckpt.load_state()
-        from safetensors.torch import load_file
-
-        model.load_state_dict(load_file(str(path / "model.safetensors")), strict=False)
-        optimizer.load_state_dict(state["optimizer"])
+        path, state = ckpt.restore(model, optimizer)
         sched.load_state_dict(state["scheduler"])
         lost = sched.abandon_in_flight()
         set_rng_state(state["rng"])
@@ -180,7 +176,7 @@ def main(cfg: RLConfig) -> dict:
               flush=True)
     params = GenParams(cfg.rollout.max_new_tokens, cfg.rollout.temperature, cfg.rollout.top_p, tuple(tok.stop_ids))
     last = min(cfg.steps, cfg.max_steps) if cfg.max_steps is not None else cfg.steps
-    logger = MetricsLogger(out, total_steps=last, print_every=cfg.log_every, prefix="")
+    logger = MetricsLogger(out, total_steps=last, print_every=cfg.log_every, resume_step=step if cfg.resume else None)
     with make_backend(cfg.rollout, model, cfg.init_from) as backend, RewardPool(cfg.rewards.pool) as pool:
         engine = RolloutEngine(sched, backend, pool, problems, tok.decode, params, seed=cfg.seed,
                                deterministic=cfg.rollout.deterministic, code_scheme=cfg.rewards.code_scheme)
@@ -213,7 +209,7 @@ def main(cfg: RLConfig) -> dict:
                                         "rng": rng_state(), "levels": levels}, tokenizer=tok,
                           config={"rl": to_dict(cfg)})
     if step >= cfg.steps:
-        save_model_dir(out / "final", unwrap(model), tok)
+        save_model_dir(out / "final", model, tok)
         print(f"[rl] done: {out / 'final'}", flush=True)
     logger.close()
     (out / "summary.json").write_text(json.dumps(result, indent=2, default=float))

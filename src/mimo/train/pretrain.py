@@ -165,11 +165,7 @@ def main(cfg: PretrainConfig) -> dict:
 
     step, positions = 0, [0] * len(cfg.stages)
     if cfg.resume:
-        path, state = ckpt.load_state()
-        from safetensors.torch import load_file
-
-        unwrap(model).load_state_dict(load_file(str(path / "model.safetensors")), strict=False)
-        optimizer.load_state_dict(state["optimizer"])
+        path, state = ckpt.restore(model, optimizer)
         step, positions = state["step"], state["positions"]
         set_rng_state(state["rng"])
         if info.is_main:
@@ -182,7 +178,7 @@ def main(cfg: PretrainConfig) -> dict:
     multiple = cfg.micro_batch_size * info.world_size
     autocast = torch.bfloat16 if cfg.dtype == "bfloat16" and info.device.type == "cuda" else None
     logger = MetricsLogger(out if info.is_main else None, total_steps=last, print_every=cfg.log_every,
-                           tensorboard=info.is_main)
+                           tensorboard=info.is_main, resume_step=step if cfg.resume else None)
     current_stage = -1
     result: dict = {}
     while step < last:

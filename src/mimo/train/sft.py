@@ -24,7 +24,7 @@ from mimo.config import F, save_yaml, stage_cli, to_dict
 from mimo.data.sft import ToySFT, clean_sft, encode_conversation, load_conversations, pack, toy_sft_records
 from mimo.errors import MimoError
 from mimo.train import dist
-from mimo.train.checkpoint import CheckpointManager, load_model_dir, save_model_dir, unwrap
+from mimo.train.checkpoint import CheckpointManager, load_model_dir, save_model_dir
 from mimo.train.loop import accumulate_step, make_optimizer, set_lr
 from mimo.utils.io import write_json
 from mimo.utils.logging import MetricsLogger
@@ -145,15 +145,12 @@ def main(cfg: SFTConfig) -> dict:
     ckpt = CheckpointManager(out)
     step, cursor = 0, 0
     if cfg.resume:
-        path, state = ckpt.load_state()
-        from safetensors.torch import load_file
-
-        unwrap(model).load_state_dict(load_file(str(path / "model.safetensors")), strict=False)
-        optimizer.load_state_dict(state["optimizer"])
+        path, state = ckpt.restore(model, optimizer)
         step, cursor = state["step"], state["cursor"]
         set_rng_state(state["rng"])
     ddp_model = dist.wrap_model(model, info)
-    logger = MetricsLogger(out if info.is_main else None, total_steps=last, print_every=cfg.log_every)
+    logger = MetricsLogger(out if info.is_main else None, total_steps=last, print_every=cfg.log_every,
+                           resume_step=step if cfg.resume else None)
     per_rank = cfg.batch_size // info.world_size
     result: dict = {}
     while step < last:

@@ -5,12 +5,13 @@ Two families:
 * piecewise arithmetic -- ``f(x)`` returns ``x * 3 + 2`` if ``x > 5`` else ``x - 1`` (1 to 3 pieces).  Tests far
   from a threshold are easy; tests *at* a threshold are hard (they catch ``>`` vs ``>=`` slips), so test pass
   rates over rollouts really differ and the test-difficulty-driven reward has levels to find;
-* string transforms -- ``g(s)`` composes ``reversed``, ``upper``, ``lower``, ``doubled``, ``first k characters``,
+* string transforms -- ``g(s)`` composes ``reversed``, ``upper``, ``lower``, ``doubled``,
   ``without spaces``; edge-case strings (empty, short) are the hard tests.
 
 Tests use LiveCodeBench's functional shape (``{"input": <one JSON value per line>, "output": <JSON>,
 "testtype": "functional", "fn_name": ...}``) and are computed by our own Python (never by executing generated
-code).  A completion answers with a fenced ``python`` block after ``</think>``; :func:`extract_code` reads it.
+code).  A completion answers with a fenced ``python`` block after ``</think>``, read by
+:func:`mimo.rewards.code.extract_code`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import random
 import re
 from dataclasses import dataclass, field
 
-from mimo.tokenizer import END_THINK, assistant_text, format_chat
+from mimo.tokenizer import assistant_text, format_chat
 
 INSTRUCTION = "Answer with the function in a ```python block."
 _OPS = ("+", "-", "*")
@@ -74,19 +75,6 @@ class CodeProblem:
     def to_dict(self) -> dict:
         return {"id": self.id, "kind": "code", "problem": self.prompt_text(), "tests": list(self.tests),
                 "solution": self.solution, "fn_name": self.fn_name}
-
-
-def extract_code(completion: str) -> str | None:
-    """The last fenced code block after ``</think>`` (or anywhere, when there is no think block).
-
-    >>> extract_code("<think>\\nx\\n</think>\\n```python\\ndef f(x):\\n    return x\\n```")
-    'def f(x):\\n    return x\\n'
-    >>> extract_code("no code") is None
-    True
-    """
-    text = completion.split(END_THINK, 1)[1] if END_THINK in completion else completion
-    blocks = re.findall(r"```(?:python|py)?\n(.*?)```", text, flags=re.S)
-    return blocks[-1] if blocks else None
 
 
 def _test(fn: str, arg, out) -> dict:
