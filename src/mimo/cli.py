@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rl": ("mimo.rl.trainer", "GRPO with MiMo's recipe on the Seamless Rollout Engine (Base -> RL-Zero, SFT -> RL)"),
     "generate": ("mimo.infer.cli", "generate text from a checkpoint (KV-cached, batched, streaming)"),
     "tokenizer": ("mimo.tokenizer", "train a byte-level BPE tokenizer on text/JSONL files"),
-    "data": ("mimo.data.cli", "pretraining data: extract, dedup, tag, synthesize, decontaminate, mix (datatrove)"),
+    "data": ("mimo.data.cli", "data: extract, dedup, tag, synthesize, decontaminate, mix; curate-rl (RL problems)"),
     "rewards": ("mimo.rewards.cli", "test difficulty levels for the code reward (`mimo rewards levels`)"),
     "judge": ("mimo.rewards.server", "the sandboxed code judge: `mimo judge serve` (HTTP) and `mimo judge run`"),
 }

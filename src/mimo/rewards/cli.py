@@ -66,6 +66,8 @@ def levels_main(cfg: LevelsConfig) -> int:
         if not isinstance(s.get("code", s.get("completion")), str):
             raise MimoError(f"{cfg.solutions}:{n}: a solution needs 'code' or 'completion'")
         jobs.append((pid, s))
+    from mimo.rewards.levels import verdict_matrix
+
     start = time.monotonic()
     matrices: dict[str, list[list[bool]]] = collections.defaultdict(list)
     with RewardPool(PoolConfig(workers=cfg.workers, limits=cfg.limits, warm_math=False)) as pool:
@@ -76,8 +78,7 @@ def levels_main(cfg: LevelsConfig) -> int:
             kind, text = ("judge", s["code"]) if "code" in s else ("code", s["completion"])
             futures.append((pid, len(problem["tests"]), pool.submit(kind, text, reference)))
         for pid, n_tests, future in progress(futures, desc="judging rollouts"):
-            verdicts = future.result().verdicts
-            matrices[pid].append([v == "passed" for v in verdicts] if verdicts else [False] * n_tests)
+            matrices[pid] += verdict_matrix([future.result().verdicts], n_tests)
     from mimo.rewards.levels import assign_test_levels, pass_rates
 
     histogram: collections.Counter = collections.Counter()

@@ -38,6 +38,16 @@ def pass_rates(pass_matrix: Sequence[Sequence]) -> list[float]:
     return [sum(bool(r[t]) for r in rows) / len(rows) for t in range(width)]
 
 
+def verdict_matrix(verdict_rows: Sequence[Sequence[str]], n_tests: int) -> list[list[bool]]:
+    """The rollouts x tests pass matrix from each rollout's per-test judge verdicts.  A rollout without a verdict
+    for every test (no code block, a judge that gave up) failed every test.
+
+    >>> verdict_matrix([("passed", "wrong_answer"), (), ("passed", "passed")], 2)
+    [[True, False], [False, False], [True, True]]
+    """
+    return [[v == "passed" for v in row] if len(row) == n_tests else [False] * n_tests for row in verdict_rows]
+
+
 def _partition(values: list[float], counts: list[int], k: int) -> list[int]:
     """Group index per value for the best split of sorted ``values`` (weighted by ``counts``) into ``k`` runs."""
     n = len(values)

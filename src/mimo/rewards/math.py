@@ -9,6 +9,9 @@ there is no reasoning block) is mathematically equal to ``gold``, else 0 with a 
 * ``timeout`` -- Math-Verify ran out of time (only when ``timeout_s`` is given, see below);
 * ``bad_gold`` -- the gold answer itself does not parse (a data problem, reported rather than scored as wrong).
 
+``gold_check(gold)`` asks the question data curation needs: does Math-Verify turn this gold answer into a
+mathematical object at all (not only its fallback, the raw string, which it then compares as text)?
+
 Pitfalls handled here: the gold goes first (``verify(gold, pred)``; the comparison is not symmetric); bare LaTeX
 gold (``\\frac{14}{3}``, no ``$``/``\\boxed``) parses to nothing, so it is wrapped in ``$...$``; every (gold,
 prediction) pair is compared separately so that one timing-out pair cannot hide a match found by another.
@@ -124,3 +127,29 @@ def math_reward(completion: str, gold: str | int | float, *, timeout_s: int | No
         except Exception:  # noqa: BLE001 -- an incomparable pair is not a match
             continue
     return RewardResult(0.0, "timeout" if timed_out else "wrong_answer")
+
+
+def gold_check(gold: str | int | float, *, timeout_s: int | None = None) -> RewardResult:
+    """Whether ``gold`` is usable as a gold answer: 1.0 when Math-Verify parses it to a mathematical object, else
+    0.0 with reason ``bad_gold`` (nothing parsed), ``not_math`` (only Math-Verify's fallback, the raw string:
+    ``\\frac{1}{``, ``???``) or ``timeout``.  ``timeout_s`` as in :func:`math_reward` (main thread only).
+
+    >>> gold_check("\\frac{7}{8}").score, gold_check(391).score, gold_check("\\frac{1}{").reason
+    (1.0, 1.0, 'not_math')
+    """
+    parse, _, timeout_error = _math_verify()
+    if timeout_s is not None:
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("gold_check(timeout_s=...) uses signal.alarm: call it on the main thread only")
+        timeout_s = max(1, int(timeout_s))
+    try:
+        parsed = parse(gold_text(gold), parsing_timeout=timeout_s, raise_on_error=True)
+    except timeout_error:
+        return RewardResult(0.0, "timeout")
+    except Exception:  # noqa: BLE001 -- Math-Verify raises many kinds; unusable either way
+        parsed = []
+    if not parsed:
+        return RewardResult(0.0, "bad_gold")
+    if all(isinstance(x, str) for x in parsed):
+        return RewardResult(0.0, "not_math")
+    return RewardResult(1.0, "")

@@ -14,7 +14,8 @@ rewards never stall the GPUs.  ``RewardPool`` is that service, with one interfac
 
 References: for ``"math"`` the gold answer; for ``"code"`` a dict ``{"tests": [...], "levels": [...] | None,
 "scheme": "strict" | "soft" | "vanilla", "level_weights": [...] | None, "fn_name": str | None, "limits": {...}}``
-(see :func:`mimo.rewards.code.code_reward`); ``"judge"`` takes the same dict with the code itself as completion.
+(see :func:`mimo.rewards.code.code_reward`); ``"judge"`` takes the same dict with the code itself as completion;
+``"gold"`` checks a gold answer (the reference) parses, for data curation (:func:`mimo.rewards.math.gold_check`).
 Malformed references fail the future with :class:`~mimo.errors.MimoError` (never a silent 0).
 """
 
@@ -66,7 +67,7 @@ def default_workers() -> int:
 
 def task_wall_s(task: dict, math_timeout: float, limits: JudgeLimits) -> float:
     """The parent's wall clock for one task: the math limit, or the judge's own deadline plus slack."""
-    if task["kind"] == "math":
+    if task["kind"] in ("math", "gold"):
         return math_timeout
     reference = task.get("reference") or {}
     lim = make_limits(**{**dataclasses.asdict(limits), **(reference.get("limits") or {})})
@@ -243,8 +244,8 @@ class RewardPool:
         task = {"id": next(self._ids), "kind": kind, "completion": completion, "reference": reference,
                 "limits": dataclasses.asdict(self.cfg.limits),
                 "math_timeout_s": self.cfg.math_inner_timeout or None}
-        if kind not in ("math", "code", "judge"):
-            raise MimoError(f"reward kind: expected math, code or judge, got {kind!r}")
+        if kind not in ("math", "code", "judge", "gold"):
+            raise MimoError(f"reward kind: expected math, code, judge or gold, got {kind!r}")
         raw = self.backend.submit_task(task)
         result: Future = Future()
         raw.add_done_callback(lambda f: _finish(f, result))

@@ -8,7 +8,9 @@ per task on its stdout::
 
 Kinds: ``math`` (reference: the gold answer), ``code`` (reference: ``{"tests", "levels", "scheme", ...}``, see
 :func:`mimo.rewards.code.code_reward`; the code is taken from the completion's last fenced block) and ``judge``
-(the completion *is* the code; the score uses the reference's scheme, vanilla by default).
+(the completion *is* the code; the score uses the reference's scheme, vanilla by default) and ``gold`` (data
+curation: does Math-Verify parse the reference, a gold answer, to a mathematical object; the completion is
+ignored; see :func:`mimo.rewards.math.gold_check`).
 
 Math-Verify's signal-based timeouts are used here, on this process's main thread; the parent
 (:class:`mimo.rewards.pool.RewardPool`) adds the wall-clock kill for hangs inside C code.  Started with
@@ -27,7 +29,7 @@ import traceback
 from mimo.errors import MimoError
 from mimo.rewards import RewardResult
 
-KINDS = ("math", "code", "judge")
+KINDS = ("math", "code", "judge", "gold")
 
 
 def score(task: dict) -> RewardResult:
@@ -37,6 +39,12 @@ def score(task: dict) -> RewardResult:
         raise MimoError(f"reward kind: expected one of {', '.join(KINDS)}, got {kind!r}")
     if not isinstance(completion, str):
         raise MimoError(f"{kind} task: the completion must be a string, got {type(completion).__name__}")
+    if kind == "gold":
+        from mimo.rewards.math import gold_check
+
+        if not isinstance(reference, (str, int, float)):
+            raise MimoError(f"gold task: the reference must be the gold answer, got {type(reference).__name__}")
+        return gold_check(reference, timeout_s=task.get("math_timeout_s"))
     if kind == "math":
         from mimo.rewards.math import math_reward
 

@@ -59,30 +59,36 @@ def toy_problems(spec: ToyRL, tok, split: str) -> list[RLProblem]:
     return out
 
 
+def problem_from_record(rec: dict, tok, where: str, default_id: str) -> RLProblem:
+    """One RL problem from a record of the JSONL format; a bad record raises naming ``where`` and the field."""
+    kind = rec.get("kind") or ("code" if "tests" in rec else "math")
+    if not isinstance(rec.get("problem"), str):
+        raise MimoError(f"{where}: 'problem' must be a string")
+    pid = str(rec.get("id", default_id))
+    if kind == "math":
+        if "answer" not in rec:
+            raise MimoError(f"{where}: math problem without 'answer'")
+        ref = str(rec["answer"])
+    elif kind == "code":
+        if not isinstance(rec.get("tests"), list) or not rec["tests"]:
+            raise MimoError(f"{where}: code problem without 'tests'")
+        ref = {"tests": rec["tests"], "levels": rec.get("levels"), "fn_name": rec.get("fn_name")}
+    else:
+        raise MimoError(f"{where}: kind must be 'math' or 'code', got {kind!r}")
+    return RLProblem(pid, kind, _prompt(tok, rec["problem"]), ref, rec["problem"])
+
+
 def load_problems(path: str | Path, tok) -> list[RLProblem]:
     """RL problems from JSONL; a bad record raises naming ``file:line`` and the field."""
     out = []
     seen: set[str] = set()
     for lineno, rec in iter_jsonl(path, with_lineno=True):
         where = f"{path}:{lineno}"
-        kind = rec.get("kind") or ("code" if "tests" in rec else "math")
-        if not isinstance(rec.get("problem"), str):
-            raise MimoError(f"{where}: 'problem' must be a string")
-        pid = str(rec.get("id", f"line{lineno}"))
-        if pid in seen:
-            raise MimoError(f"{where}: duplicate id {pid!r}")
-        seen.add(pid)
-        if kind == "math":
-            if "answer" not in rec:
-                raise MimoError(f"{where}: math problem without 'answer'")
-            ref = str(rec["answer"])
-        elif kind == "code":
-            if not isinstance(rec.get("tests"), list) or not rec["tests"]:
-                raise MimoError(f"{where}: code problem without 'tests'")
-            ref = {"tests": rec["tests"], "levels": rec.get("levels"), "fn_name": rec.get("fn_name")}
-        else:
-            raise MimoError(f"{where}: kind must be 'math' or 'code', got {kind!r}")
-        out.append(RLProblem(pid, kind, _prompt(tok, rec["problem"]), ref, rec["problem"]))
+        problem = problem_from_record(rec, tok, where, f"line{lineno}")
+        if problem.id in seen:
+            raise MimoError(f"{where}: duplicate id {problem.id!r}")
+        seen.add(problem.id)
+        out.append(problem)
     if not out:
         raise MimoError(f"{path}: no problems")
     return out

@@ -110,7 +110,7 @@ def group_metrics(groups) -> dict[str, float]:
 
 def assign_levels(engine: RolloutEngine, problems, rollouts: int, params: GenParams, n_levels: int) -> dict:
     """Test difficulty levels per code problem from the pass matrix of ``rollouts`` samples of the current policy."""
-    from mimo.rewards.levels import assign_test_levels
+    from mimo.rewards.levels import assign_test_levels, verdict_matrix
 
     code = [p.id for p in problems if p.kind == "code"]
     if not code:
@@ -119,9 +119,7 @@ def assign_levels(engine: RolloutEngine, problems, rollouts: int, params: GenPar
     levels = {}
     for pid, samples in results.items():
         n_tests = len(engine.problems[pid].reference["tests"])
-        matrix = [[v == "passed" for v in s.verdicts] if len(s.verdicts) == n_tests else [False] * n_tests
-                  for s in samples]
-        levels[pid] = assign_test_levels(matrix, n_levels)
+        levels[pid] = assign_test_levels(verdict_matrix([s.verdicts for s in samples], n_tests), n_levels)
     return levels
 
 
