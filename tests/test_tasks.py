@@ -60,7 +60,8 @@ def test_code_tasks_reference_passes_and_teacher_slips_fail_edge_cases():
     rng = random.Random(0)
     wrong = 0
     for p in problems:
-        assert len(p.tests) == 10 and any(p.hard) and not all(p.hard)
+        assert len(p.tests) == 10 and not all(p.hard)
+        assert any(p.hard) or " if " not in p.spec  # edge cases exist wherever there is a threshold
         code = extract_code(p.chat_response())
         assert code == p.solution
         assert list(judge(code, list(p.tests)).verdicts) == ["passed"] * 10, p.spec
