@@ -123,3 +123,25 @@ def test_errors_name_the_file_and_line(tmp_path):
     csv_bad.write_text("Question,Correct Answer,Incorrect Answer 1,Incorrect Answer 2\nq,a,b,c\n")
     with pytest.raises(MimoError, match=r"g\.csv:2: record has none of the fields \['Incorrect Answer 3'"):
         load_benchmark("gpqa_diamond", LoadOptions(data=str(csv_bad)))
+
+
+def test_decontamination_indexes_the_eval_only_benchmarks(tmp_path):
+    """`mimo data decontaminate --benchmarks gpqa_diamond,lcb_v5 --data_dir DIR`: the 16-gram rule against the
+    benchmarks whose files only `mimo eval` reads (GPQA csv, LiveCodeBench lite)."""
+    from mimo.data.decontam import DecontamConfig, NgramIndex
+    from mimo.data.decontam import main as decontaminate
+
+    write_gpqa(tmp_path / "gpqa_diamond.csv")
+    write_lcb(tmp_path)
+    long_q = ("In a carefully controlled laboratory experiment with cold atoms in an optical lattice the measured "
+              "tunnelling rate doubles when the lattice depth is halved so what is the effective mass ratio")
+    with open(tmp_path / "gpqa_diamond.csv", "a") as f:
+        f.write(f'"{long_q}","{long_q}","two","one","four","eight","rec99","physics"\n')
+    index = NgramIndex.from_benchmarks(["gpqa_diamond", "lcb_v5"], data_dir=tmp_path)
+    assert any(i.startswith("gpqa_diamond:") for i in index.matches(f"Homework: {long_q}? Answer below."))
+    assert not index.contaminated("A different question about cold atoms and optical lattices entirely.")
+    rows = tmp_path / "sft.jsonl"
+    rows.write_text(json.dumps({"text": long_q}) + "\n" + json.dumps({"text": "unrelated text"}) + "\n")
+    report = decontaminate(DecontamConfig(input=str(rows), output=str(tmp_path / "clean.jsonl"), benchmarks=[
+        "gpqa_diamond"], data_dir=str(tmp_path)))
+    assert (report["kept"], report["dropped"]) == (1, 1)
