@@ -142,3 +142,17 @@ def test_local_backend_batches_and_splits_requests(tiny_model):
                                                                      ("p2", 0, 1, 22)]
     assert backend.generated == 7 and all(len(g) == r.n for r, g in out)
     assert all(0 < gen.tokens <= 5 and gen.finish in ("stop", "length") for _, g in out for gen in g)
+
+
+def test_replaying_another_file_into_the_same_folder_is_refused(tmp_path):
+    from mimo.eval import EvalProtocol, evaluate
+
+    bench = Benchmark("b", [Item("a", "1+1? (A) 2 (B) 3", "A", "choice")])
+    first, second = tmp_path / "1.jsonl", tmp_path / "2.jsonl"
+    first.write_text('{"problem_id": "a", "completion": "Answer: A"}\n')
+    second.write_text('{"problem_id": "a", "completion": "Answer: B"}\n')
+    evaluate(ReplayBackend(first), [bench], EvalProtocol(), tmp_path / "out", show_progress=False)
+    with pytest.raises(MimoError, match="completions_sha1"):
+        evaluate(ReplayBackend(second), [bench], EvalProtocol(), tmp_path / "out", show_progress=False)
+    again = evaluate(ReplayBackend(first), [bench], EvalProtocol(), tmp_path / "out", show_progress=False)["b"]
+    assert (again["resumed"], again["generated"]) == (1, 0)

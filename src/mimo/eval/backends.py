@@ -17,6 +17,7 @@ saves each batch at once, which is what makes evaluations resumable.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -249,9 +250,11 @@ class ReplayBackend(EvalBackend):
         if not self.path.exists():
             raise MimoError(f"{self.path}: no such completions file or folder")
         self.records: dict[tuple[str, str], list[str]] = {}
+        self.digest = ""
 
     def describe(self) -> dict:
-        return {"backend": self.name}
+        # the content hash: replaying another file into the same --out must not silently reuse the old samples
+        return {"backend": self.name, "completions_sha1": self.digest}
 
     def _files(self, benchmarks) -> list[tuple[Path, str | None]]:
         if self.path.is_file():
@@ -271,7 +274,11 @@ class ReplayBackend(EvalBackend):
             for it in b.items:
                 owners[it.id].append(b.name)
         grouped: dict[tuple[str, str], list[str]] = defaultdict(list)
+        digest = hashlib.sha1()
         for path, forced in self._files(benchmarks):
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
             for line, rec in iter_jsonl(path, with_lineno=True):
                 where = f"{path}:{line}"
                 pid, text = rec.get("problem_id"), rec.get("completion")
@@ -294,7 +301,7 @@ class ReplayBackend(EvalBackend):
                         raise MimoError(f"{where}: problem_id {pid!r} is in {', '.join(held)}: add a 'benchmark'")
                     bench = held[0]
                 grouped[(bench, pid)].append(text)
-        self.records = dict(grouped)
+        self.records, self.digest = dict(grouped), digest.hexdigest()
 
     def samples_for(self, benchmark, problem_id):
         return len(self.records.get((benchmark, problem_id), ()))

@@ -1,7 +1,7 @@
 """``mimo eval``: the MiMo evaluation protocol on a local checkpoint, vLLM, an OpenAI-compatible endpoint, or saved
 completions.
 
-    mimo eval --model runs/tiny/rl/final --benchmarks toy_math,toy_code --n 4 --max_new_tokens 256
+    mimo eval --model runs/rl/final --benchmarks toy_math,toy_code --n 4 --max_new_tokens 256
     mimo eval --backend vllm --model XiaomiMiMo/MiMo-7B-RL --benchmarks math500,aime24,aime25 --out runs/eval/rl
     mimo eval --endpoint http://127.0.0.1:8000/v1 --served_model MiMo-7B-RL --benchmarks lcb_v5 --data lcb/
     mimo eval --backend replay --completions samples.jsonl --benchmarks math500 --data math500.jsonl --out DIR

@@ -37,15 +37,20 @@ def plot_pass_at_k(curves: dict[str, dict], path: str | Path, heading: str = "pa
         return None
     fig, ax = plt.subplots(figsize=(6.0, 4.0), dpi=100)
     try:
+        top = 1
         for label, curve in curves.items():
             ks = sorted(int(k) for k in curve)
             if not ks:
                 continue
+            top = max(top, ks[-1])
             ax.plot(ks, [100 * curve[str(k)] for k in ks], marker="o" if len(ks) < 20 else None, ms=3, label=label)
         ax.set_xscale("log", base=2)
+        ticks = sorted({2 ** i for i in range(top.bit_length()) if 2 ** i <= top} | {top})
+        ax.set_xticks(ticks, [str(k) for k in ticks])
+        ax.set_xlim(0.8, top * 1.25)
         ax.set_xlabel("k (samples)")
         ax.set_ylabel("pass@k (%)")
-        ax.set_ylim(0, 100)
+        ax.set_ylim(0, 102)
         ax.set_title(heading)
         ax.grid(True, alpha=0.3)
         if len(curves) > 1 or any(curves):

@@ -220,7 +220,7 @@ def run_benchmark(backend: EvalBackend, bench: Benchmark, protocol: EvalProtocol
         print(f"[mimo eval] warning: {bench.name}: {metrics['n_missing']} problems have no (complete) samples and "
               "are left out", file=sys.stderr)
     print(f"[mimo eval] {bench.name}: pass@1 {100 * metrics['pass@1']:.1f} ± {100 * metrics['stderr']:.1f} "
-          f"({metrics['n_problems']} problems x {metrics['n_samples']} samples; {generated} generated, {resumed} "
+          f"({metrics['n_problems']} problems, n = {metrics['n_samples']}; {generated} new samples, {resumed} "
           f"resumed) in {format_seconds(metrics['seconds'])}", file=sys.stderr, flush=True)
     return metrics
 
