@@ -156,3 +156,36 @@ def test_replaying_another_file_into_the_same_folder_is_refused(tmp_path):
         evaluate(ReplayBackend(second), [bench], EvalProtocol(), tmp_path / "out", show_progress=False)
     again = evaluate(ReplayBackend(first), [bench], EvalProtocol(), tmp_path / "out", show_progress=False)["b"]
     assert (again["resumed"], again["generated"]) == (1, 0)
+
+
+def test_samples_for_another_prompt_are_refused_and_grades_for_another_reference_redone(tmp_path):
+    from mimo.eval import EvalProtocol, evaluate
+
+    comp = tmp_path / "c.jsonl"
+    comp.write_text('{"problem_id": "a", "completion": "Answer: A"}\n{"problem_id": "a", "completion": "Answer: B"}\n')
+    bench = Benchmark("b", [Item("a", "Pick: (A) 2 (B) 3", "A", "choice")])
+    assert evaluate(ReplayBackend(comp), [bench], EvalProtocol(), tmp_path / "out", show_progress=False)["b"][
+        "pass@1"] == 0.5
+    regraded = Benchmark("b", [Item("a", "Pick: (A) 2 (B) 3", "B", "choice")])  # a corrected key: grades redone
+    res = evaluate(ReplayBackend(comp), [regraded], EvalProtocol(), tmp_path / "out", show_progress=False)["b"]
+    assert (res["pass@k"]["1"], res["resumed"], res["generated"]) == (0.5, 2, 0)
+    grades = [json.loads(line) for line in open(tmp_path / "out" / "b" / "grades.jsonl")]
+    assert len(grades) == 4 and [g["score"] for g in grades[2:]] == [0.0, 1.0]
+    shuffled = Benchmark("b", [Item("a", "Pick: (A) 3 (B) 2", "B", "choice")])  # another choice order
+    with pytest.raises(MimoError, match="answered another prompt"):
+        evaluate(ReplayBackend(comp), [shuffled], EvalProtocol(), tmp_path / "out", show_progress=False)
+
+
+def test_an_eval_folder_replays_as_is(tmp_path):
+    from mimo.eval import EvalProtocol, evaluate
+
+    comp = tmp_path / "c.jsonl"
+    comp.write_text("".join(json.dumps({"benchmark": b, "problem_id": "a", "completion": f"Answer: {x}"}) + "\n"
+                            for b, x in [("b1", "A"), ("b1", "B"), ("b1", "A"), ("b2", "C")]))
+    benches = [Benchmark("b1", [Item("a", "Pick: (A) 2 (B) 3", "A", "choice")]),
+               Benchmark("b2", [Item("a", "Pick: (C) 4 (D) 5", "C", "choice")])]
+    first = evaluate(ReplayBackend(comp), benches, EvalProtocol(), tmp_path / "one", show_progress=False)
+    again = evaluate(ReplayBackend(tmp_path / "one"), benches, EvalProtocol(), tmp_path / "two", show_progress=False)
+    assert first["b1"]["pass@k"] == again["b1"]["pass@k"] == {"1": pytest.approx(2 / 3), "2": 1.0, "3": 1.0}
+    assert first["b2"]["pass@1"] == again["b2"]["pass@1"] == 1.0
+    assert json.loads((tmp_path / "two" / "results.json").read_text()).keys() == {"b1", "b2"}

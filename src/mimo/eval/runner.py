@@ -4,8 +4,8 @@
 ``mimo demo`` both call it).  Per benchmark it keeps, under ``out_dir/<benchmark>/``:
 
 * ``completions.jsonl`` -- every sample, appended the moment the backend returns it
-  (``{"benchmark", "problem_id", "sample", "completion", "tokens", "finish"}``; replayable as is);
-* ``grades.jsonl`` -- ``{"problem_id", "sample", "score", "reason"}``, appended as grades finish;
+  (``{"benchmark", "problem_id", "sample", "completion", "tokens", "finish", "prompt_sha"}``; replayable as is);
+* ``grades.jsonl`` -- ``{"problem_id", "sample", "score", "reason", "ref_sha"}``, appended as grades finish;
 * ``run.json`` -- the backend and sampling settings the samples were made with;
 * ``problems.jsonl``, ``pass_at_k.png`` -- written by the report at the end.
 
@@ -20,6 +20,7 @@ backend with ``batch_size=1``, tested).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import shutil
 import sys
@@ -125,103 +126,149 @@ def _check_settings(bdir: Path, settings: dict, overwrite: bool) -> None:
 # ---------------------------------------------------------------------------------------------------- running
 
 
+def _digest(obj) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+
+
+def _runs(samples: list[int]) -> list[list[int]]:
+    """Consecutive runs: [0, 1, 3, 4, 5] -> [[0, 1], [3, 4, 5]] (one request each)."""
+    runs: list[list[int]] = []
+    for s in samples:
+        if runs and runs[-1][-1] == s - 1:
+            runs[-1].append(s)
+        else:
+            runs.append([s])
+    return runs
+
+
+class _BenchmarkRun:
+    """One benchmark in one output folder: the saved samples and grades, what is missing, and the metrics.
+
+    Each completion record carries the hash of the prompt it answered (a sample made for another prompt -- another
+    GPQA shuffle, an edited file -- is refused) and each grade the hash of the reference it was checked against
+    (grades against another reference are dropped and redone)."""
+
+    def __init__(self, bench: Benchmark, protocol: EvalProtocol, bdir: Path, backend: EvalBackend):
+        self.bench, self.protocol, self.bdir = bench, protocol, bdir
+        self.comp_path, self.grade_path = bdir / "completions.jsonl", bdir / "grades.jsonl"
+        self.items = {it.id: it for it in bench.items}
+        self.prompt_sha = {it.id: _digest([protocol.system_prompt, it.prompt]) for it in bench.items}
+        self.ref_sha = {it.id: _digest([it.grader, it.reference]) for it in bench.items}
+        self.completions: dict[tuple[str, int], dict] = {}
+        for rec in _read_tail_safe(self.comp_path):
+            pid = rec["problem_id"]
+            if pid not in self.items:
+                continue  # e.g. a run with a larger --max_problems
+            if rec.get("prompt_sha") != self.prompt_sha[pid]:
+                raise MimoError(f"{self.comp_path}: sample {rec['sample']} of {pid!r} answered another prompt "
+                                "(changed data or settings); use another --out or --overwrite true")
+            self.completions[(pid, rec["sample"])] = rec
+        self.grades = {(r["problem_id"], r["sample"]): r for r in _read_tail_safe(self.grade_path)
+                       if (r["problem_id"], r["sample"]) in self.completions
+                       and r.get("ref_sha") == self.ref_sha[r["problem_id"]]}
+        self.resumed, self.generated = len(self.completions), 0
+        self.target = {}
+        for it in bench.items:
+            fixed = backend.samples_for(bench.name, it.id)
+            self.target[it.id] = protocol.samples_of(bench) if fixed is None else fixed
+        self.pending: dict[tuple[str, int], object] = {}
+
+    def requests(self) -> list[GenRequest]:
+        out = []
+        for it in self.bench.items:
+            missing = [s for s in range(self.target[it.id]) if (it.id, s) not in self.completions]
+            out += [GenRequest(self.bench.name, it.id, it.prompt, len(r), r[0], self.protocol.budget_of(self.bench),
+                               sample_seed(self.protocol.seed, self.bench.name, it.id, r[0])) for r in _runs(missing)]
+        return out
+
+    def add(self, req: GenRequest, gens: list, grader: _Grader) -> int:
+        """Save a backend's samples at once, then send them to be graded."""
+        gens = gens[:req.n]
+        for j, g in enumerate(gens):
+            key = (req.problem_id, req.first + j)
+            rec = {"benchmark": self.bench.name, "problem_id": req.problem_id, "sample": req.first + j,
+                   "completion": g.text, "tokens": g.tokens, "finish": g.finish,
+                   "prompt_sha": self.prompt_sha[req.problem_id]}
+            append_jsonl(self.comp_path, rec)
+            self.completions[key] = rec
+            self.generated += 1
+            self.grade(key, grader)
+        return len(gens)
+
+    def grade(self, key: tuple[str, int], grader: _Grader) -> None:
+        self.pending[key] = grader.submit(self.items[key[0]], self.completions[key]["completion"])
+
+    def drain(self, block: bool, failed_ok: bool = False) -> None:
+        """Save the grades that are ready (all of them with ``block``)."""
+        for key, fut in list(self.pending.items()):
+            if not (block or fut.done()):
+                continue
+            if failed_ok and fut.exception() is not None:
+                continue
+            res = fut.result()
+            rec = {"problem_id": key[0], "sample": key[1], "score": res.score, "reason": res.reason,
+                   "ref_sha": self.ref_sha[key[0]]}
+            append_jsonl(self.grade_path, rec)
+            self.grades[key] = rec
+            del self.pending[key]
+
+    def measure(self) -> tuple[dict, list[dict]]:
+        scores, per_problem = [], []
+        for it in self.bench.items:
+            s = [self.grades[(it.id, k)]["score"] for k in range(self.target[it.id]) if (it.id, k) in self.grades]
+            if s and len(s) == self.target[it.id]:
+                scores.append(s)
+                per_problem.append({"problem_id": it.id, "n": len(s), "correct": sum(v >= 1.0 for v in s),
+                                    "mean_score": sum(s) / len(s)})
+        metrics = benchmark_metrics(scores)
+        keys = [(p["problem_id"], k) for p in per_problem for k in range(p["n"])]
+        used = [self.completions[k] for k in keys]
+        tokens = [r["tokens"] for r in used if isinstance(r.get("tokens"), int) and r["tokens"] >= 0]
+        metrics.update({
+            "samples_per_problem": self.protocol.samples_of(self.bench),
+            "max_new_tokens": self.protocol.budget_of(self.bench),
+            "n_missing": len(self.bench.items) - metrics["n_problems"], "generated": self.generated,
+            "resumed": self.resumed, "mean_tokens": sum(tokens) / len(tokens) if tokens else None,
+            "truncated": sum(r.get("finish") == "length" for r in used) / len(used) if used else 0.0,
+            "outcomes": dict(Counter(self.grades[k]["reason"] or "passed" for k in keys).most_common(8)),
+        })
+        return metrics, per_problem
+
+
 def run_benchmark(backend: EvalBackend, bench: Benchmark, protocol: EvalProtocol, out_dir: Path, grader: _Grader,
                   overwrite: bool = False, show_progress: bool | None = None, plots: bool = True) -> dict:
     """Generate, grade and measure one benchmark (see the module docstring); returns its metrics."""
+    from mimo.eval.report import write_benchmark_report
     from mimo.utils.logging import format_seconds, progress
 
     t0 = time.perf_counter()
     bdir = out_dir / bench.name
     _check_settings(bdir, _settings(backend, protocol, bench), overwrite)
-    comp_path, grade_path = bdir / "completions.jsonl", bdir / "grades.jsonl"
-    items = {it.id: it for it in bench.items}
-    completions = {(r["problem_id"], r["sample"]): r for r in _read_tail_safe(comp_path) if r["problem_id"] in items}
-    grades = {(r["problem_id"], r["sample"]): r for r in _read_tail_safe(grade_path)
-              if (r["problem_id"], r["sample"]) in completions}
-    resumed = len(completions)
-    target = {}
-    for it in bench.items:
-        fixed = backend.samples_for(bench.name, it.id)
-        target[it.id] = protocol.samples_of(bench) if fixed is None else fixed
-    requests = []
-    for it in bench.items:
-        missing = [s for s in range(target[it.id]) if (it.id, s) not in completions]
-        runs: list[list[int]] = []
-        for s in missing:  # contiguous runs of missing samples -> one request each
-            if runs and runs[-1][-1] == s - 1:
-                runs[-1].append(s)
-            else:
-                runs.append([s])
-        requests += [GenRequest(bench.name, it.id, it.prompt, len(r), r[0], protocol.budget_of(bench),
-                                sample_seed(protocol.seed, bench.name, it.id, r[0])) for r in runs]
-    pending: dict[tuple[str, int], object] = {}
-
-    def grade(key):
-        pending[key] = grader.submit(items[key[0]], completions[key]["completion"])
-
-    def drain(block: bool) -> None:
-        for key, fut in list(pending.items()):
-            if block or fut.done():
-                res = fut.result()
-                rec = {"problem_id": key[0], "sample": key[1], "score": res.score, "reason": res.reason}
-                append_jsonl(grade_path, rec)
-                grades[key] = rec
-                del pending[key]
-
-    for key in completions:
-        if key not in grades:
-            grade(key)
-    generated = 0
+    run = _BenchmarkRun(bench, protocol, bdir, backend)
+    for key in run.completions:
+        if key not in run.grades:
+            run.grade(key, grader)
+    requests = run.requests()
     bar = progress(total=sum(r.n for r in requests), desc=f"eval {bench.name}", unit="sample",
                    disable=None if show_progress is None else not show_progress)
     try:
         if requests:
             for req, gens in backend.generate(requests, protocol.sampling()):
-                for j, g in enumerate(gens[:req.n]):
-                    key = (req.problem_id, req.first + j)
-                    rec = {"benchmark": bench.name, "problem_id": req.problem_id, "sample": req.first + j,
-                           "completion": g.text, "tokens": g.tokens, "finish": g.finish}
-                    append_jsonl(comp_path, rec)
-                    completions[key] = rec
-                    generated += 1
-                    grade(key)
-                bar.update(len(gens[:req.n]))
-                drain(block=False)
-        drain(block=True)
+                bar.update(run.add(req, gens, grader))
+                run.drain(block=False)
+        run.drain(block=True)
     finally:
         bar.close()
-        for key, fut in list(pending.items()):  # interrupted: keep the grades that did finish
-            if fut.done() and not fut.exception():
-                res = fut.result()
-                append_jsonl(grade_path, {"problem_id": key[0], "sample": key[1], "score": res.score,
-                                          "reason": res.reason})
-    scores, per_problem = [], []
-    for it in bench.items:
-        s = [grades[(it.id, k)]["score"] for k in range(target[it.id]) if (it.id, k) in grades]
-        if s and len(s) == target[it.id]:
-            scores.append(s)
-            per_problem.append({"problem_id": it.id, "n": len(s), "correct": sum(v >= 1.0 for v in s),
-                                "mean_score": sum(s) / len(s)})
-    metrics = benchmark_metrics(scores)
-    used = [completions[(p["problem_id"], k)] for p in per_problem for k in range(p["n"])]
-    reasons = Counter(grades[(p["problem_id"], k)]["reason"] or "passed" for p in per_problem for k in range(p["n"]))
-    tokens = [r["tokens"] for r in used if isinstance(r.get("tokens"), int) and r["tokens"] >= 0]
-    metrics.update({
-        "samples_per_problem": protocol.samples_of(bench), "max_new_tokens": protocol.budget_of(bench),
-        "n_missing": len(bench.items) - metrics["n_problems"], "generated": generated, "resumed": resumed,
-        "mean_tokens": sum(tokens) / len(tokens) if tokens else None,
-        "truncated": sum(r.get("finish") == "length" for r in used) / len(used) if used else 0.0,
-        "outcomes": dict(reasons.most_common(8)), "seconds": round(time.perf_counter() - t0, 2),
-    })
-    from mimo.eval.report import write_benchmark_report
-
+        run.drain(block=False, failed_ok=True)  # interrupted: keep the grades that did finish
+    metrics, per_problem = run.measure()
+    metrics["seconds"] = round(time.perf_counter() - t0, 2)
     write_benchmark_report(bdir, bench, metrics, per_problem, plots)
     if metrics["n_missing"]:
         print(f"[mimo eval] warning: {bench.name}: {metrics['n_missing']} problems have no (complete) samples and "
               "are left out", file=sys.stderr)
     print(f"[mimo eval] {bench.name}: pass@1 {100 * metrics['pass@1']:.1f} ± {100 * metrics['stderr']:.1f} "
-          f"({metrics['n_problems']} problems, n = {metrics['n_samples']}; {generated} new samples, {resumed} "
-          f"resumed) in {format_seconds(metrics['seconds'])}", file=sys.stderr, flush=True)
+          f"({metrics['n_problems']} problems, n = {metrics['n_samples']}; {run.generated} new samples, "
+          f"{run.resumed} resumed) in {format_seconds(metrics['seconds'])}", file=sys.stderr, flush=True)
     return metrics
 
 
