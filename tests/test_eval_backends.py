@@ -29,16 +29,16 @@ def test_endpoint_backend_empty_system_prompt_and_n_samples():
     stub = OpenAIStub(reply)
     with stub as url:
         backend = EndpointBackend(url, "MiMo-7B-RL", concurrency=2)
-        out = dict(backend.generate([_req("p1"), _req("p2", n=1)], Sampling(0.6, 0.95)))
+        out = dict(backend.generate([_req("p1"), _req("p2", n=1, prompt="2+3?")], Sampling(0.6, 0.95)))
     by_pid = {r.problem_id: gens for r, gens in out.items()}
     assert len(by_pid["p1"]) == 3 and len(by_pid["p2"]) == 1  # the stub answers one choice: asked again for the rest
     assert all(g.text.startswith("<think>") and g.finish == "stop" for g in by_pid["p1"])
-    assert calls[0] == [{"role": "system", "content": ""}, {"role": "user", "content": "What is 2+2?"}]
+    assert [{"role": "system", "content": ""}, {"role": "user", "content": "What is 2+2?"}] in calls
     bodies = stub.requests
     assert {b["model"] for b in bodies} == {"MiMo-7B-RL"}
     assert all(b["temperature"] == 0.6 and b["top_p"] == 0.95 and b["max_tokens"] == 64 for b in bodies)
-    p1 = [b for b in bodies if b["n"] in (3, 2, 1)]
-    assert sorted(b["n"] for b in p1)[-1] == 3 and len({b["seed"] for b in bodies}) >= 3  # retries use new seeds
+    p1 = [b for b in bodies if b["messages"][1]["content"] == "What is 2+2?"]
+    assert [b["n"] for b in p1] == [3, 2, 1] and len({b["seed"] for b in p1}) == 3  # asked again, new seeds
 
 
 def test_endpoint_backend_errors_are_one_line():

@@ -211,3 +211,18 @@ def test_a_model_that_answers_right_scores_100(tiny, tmp_path, pool):
     res = evaluate(Oracle(), [toy_benchmark("toy_math", math, samples=2), toy_benchmark("toy_code", code, samples=2)],
                    EvalProtocol(), tmp_path, pool=pool, show_progress=False)
     assert res["toy_math"]["pass@1"] == 1.0 and res["toy_code"]["pass@1"] == 1.0, res
+
+
+def test_another_model_in_the_same_folder_is_refused(tiny, tmp_path, pool):
+    import copy
+
+    from mimo.data.tasks import MathTaskGenerator
+
+    model, tok = tiny
+    bench = toy_benchmark("toy_math", MathTaskGenerator(seed=7).sample(1, "heldout"), samples=1, max_new_tokens=2)
+    evaluate((model, tok), [bench], EvalProtocol(), tmp_path, pool=pool, show_progress=False)
+    trained = copy.deepcopy(model)
+    with torch.no_grad():
+        trained.lm_head.weight.add_(0.01)
+    with pytest.raises(MimoError, match="weights="):
+        evaluate((trained, tok), [bench], EvalProtocol(), tmp_path, pool=pool, show_progress=False)

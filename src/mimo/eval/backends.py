@@ -106,7 +106,7 @@ class LocalBackend(EvalBackend):
         self.generated = 0  # sequences generated so far (tests count them)
 
     def describe(self) -> dict:
-        return {"backend": self.name, "model": self.label}
+        return {"backend": self.name, "model": self.label, "weights": weights_fingerprint(self.model)}
 
     def _max_new(self, prompt_len: int, wanted: int) -> int:
         limit = getattr(self.model.config, "max_position_embeddings", None)
@@ -151,6 +151,19 @@ class LocalBackend(EvalBackend):
             batch.append(row)
         if batch:
             yield from run(batch)
+
+
+def weights_fingerprint(model) -> str:
+    """A cheap hash of a model's weights (names, shapes and the first 1024 values of every tensor): a retrained
+    model evaluated into the same folder must not resume the old model's samples."""
+    import torch
+
+    h = hashlib.sha1()
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+            h.update(t.detach().flatten()[:1024].float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 # ------------------------------------------------------------------------------------------------------ vLLM
