@@ -42,8 +42,8 @@ def cases(data: Path) -> list[tuple[str, str, list[dict]]]:
     out.append(("canonical", "humaneval", [
         {"problem_id": p["task_id"], "completion": f"<think>\nok\n</think>\n```python\n{p['prompt']}"
                                                    f"{p['canonical_solution']}```"} for p in problems]))
-    out.append(("pass", "humaneval", [{"problem_id": p["task_id"], "completion": f"```python\n{p['prompt']}    pass\n```"}
-                                      for p in problems]))
+    out.append(("pass", "humaneval", [
+        {"problem_id": p["task_id"], "completion": f"```python\n{p['prompt']}    pass\n```"} for p in problems]))
     return out
 
 
