@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("mimo.data.cli", "data: extract, dedup, tag, synthesize, decontaminate, mix; curate-rl (RL problems)"),
     "rewards": ("mimo.rewards.cli", "test difficulty levels for the code reward (`mimo rewards levels`)"),
     "judge": ("mimo.rewards.server", "the sandboxed code judge: `mimo judge serve` (HTTP) and `mimo judge run`"),
+    "eval": ("mimo.eval.cli", "the MiMo evaluation protocol: MATH-500, AIME, LiveCodeBench, GPQA, HumanEval, pass@k"),
 }
 
 

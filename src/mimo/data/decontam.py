@@ -96,8 +96,15 @@ def ngram_hashes(tokens: list[str] | np.ndarray, *ns: int) -> np.ndarray:
 
 
 def load_benchmark(spec: str, data_dir: str | Path | None = None) -> list[str]:
-    """Texts of one benchmark: a known name (:data:`BENCHMARKS`), ``FILE.jsonl[:field]`` or a text file (one item
-    per line)."""
+    """Texts of one benchmark: a known name (:data:`BENCHMARKS`), another benchmark ``mimo eval`` knows (``lcb_v5``,
+    ``lcb_v6``, ``gpqa_diamond``: their prompts, read from ``data_dir`` by :mod:`mimo.eval.loaders`),
+    ``FILE.jsonl[:field]`` or a text file (one item per line)."""
+    if spec not in BENCHMARKS and ":" not in spec and not Path(spec).is_file():
+        from mimo.eval.benchmarks import REGISTRY, LoadOptions
+        from mimo.eval.benchmarks import load_benchmark as load_eval_benchmark
+
+        if spec in REGISTRY:
+            return [it.prompt for it in load_eval_benchmark(spec, LoadOptions(data=str(data_dir or ""))).items]
     if spec in BENCHMARKS:
         root = Path(data_dir) if data_dir else eval_data_dir()
         if root is None:

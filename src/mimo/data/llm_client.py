@@ -34,6 +34,13 @@ class ChatClient:
 
     def complete(self, messages: list[dict], **params) -> str:
         """The first choice's message content; raises MimoError after the retries are spent."""
+        return self.complete_choices(messages, keep_reasoning=False, **params)[0]["text"]
+
+    def complete_choices(self, messages: list[dict], keep_reasoning: bool = True, **params) -> list[dict]:
+        """Every choice (``n`` of them when ``params`` asks for ``n``) as ``{"text", "finish_reason", "tokens"?}``;
+        with ``keep_reasoning``, reasoning that a server returns apart (``reasoning_content``, vLLM's reasoning
+        parsers) is put back before the content as ``<think>\\n...\\n</think>\\n``.  Raises MimoError after the
+        retries are spent."""
         body = json.dumps({"model": self.model, "messages": messages, **params}).encode()
         headers = {"Content-Type": "application/json"}
         if self.api_key:
@@ -44,14 +51,18 @@ class ChatClient:
             try:
                 with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                     data = json.loads(resp.read())
-                return data["choices"][0]["message"]["content"] or ""
+                choices = data["choices"]
+                if not choices:
+                    raise IndexError("no choices")
+                usage = data.get("usage") if len(choices) == 1 else None  # token counts only for a lone choice
+                return [_choice(c, usage, keep_reasoning) for c in choices]
             except urllib.error.HTTPError as e:
                 last = f"HTTP {e.code}: {e.read()[:200]!r}"
                 if e.code not in RETRY_STATUS:
                     break
             except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
                 last = f"{type(e).__name__}: {e}"
-            except (KeyError, IndexError, json.JSONDecodeError) as e:
+            except (KeyError, IndexError, TypeError, json.JSONDecodeError) as e:
                 last = f"malformed response ({type(e).__name__}: {e})"
                 break
             if attempt < self.max_retries:
@@ -69,3 +80,15 @@ class ChatClient:
 
         with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
             return list(pool.map(one, conversations))
+
+
+def _choice(choice: dict, usage: dict | None, keep_reasoning: bool) -> dict:
+    message = choice["message"]
+    text = message.get("content") or ""
+    reasoning = message.get("reasoning_content") or message.get("reasoning")
+    if reasoning and keep_reasoning:
+        text = f"<think>\n{reasoning}\n</think>\n{text}"
+    out = {"text": text, "finish_reason": choice.get("finish_reason")}
+    if usage and isinstance(usage.get("completion_tokens"), int):
+        out["tokens"] = usage["completion_tokens"]
+    return out
