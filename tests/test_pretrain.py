@@ -26,7 +26,7 @@ def _small_cfg(out: Path, **over) -> PretrainConfig:
     overrides = {
         "out_dir": str(out), "model.hidden_size": "32", "model.intermediate_size": "64",
         "model.num_hidden_layers": "2", "model.num_attention_heads": "4", "model.num_key_value_heads": "2",
-        "toy.vocab_size": "300", "toy.docs_per_stage": "300",
+        "toy.vocab_size": "300", "toy.docs_per_source": "400", "toy.stage_tokens": "[30000]",
         "stages": "[{name: a, steps: 4, seq_len: 64, lr: 0.003}, {name: b, steps: 4, seq_len: 64, lr: 0.002, "
                   "rope_theta: 640000.0, mtp_loss_weight: 0.1}]",
         "batch_size": "8", "batch_size_start": "4", "batch_warmup_steps": "3", "micro_batch_size": "4",

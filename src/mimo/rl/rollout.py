@@ -90,16 +90,36 @@ class RolloutBackend:
 # ---------------------------------------------------------------------------------------------- local processes
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker when its parent dies (a ``kill -9``'d trainer leaves no orphans)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:  # not Linux: the parent-pid check in the loop still ends the worker
+        pass
+
+
 def _worker_main(wid, config, shared, version, task_q, result_q, abort_ids, threads):
     """Rollout worker process: generate the tasks it is given with its own model copy."""
+    import os
+
     from mimo.infer.engine import GenerationAborted, generate
     from mimo.model import MiMoForCausalLM
 
+    parent = os.getppid()
+    _die_with_parent()
     torch.set_num_threads(threads)
     model = MiMoForCausalLM(config).eval()
     local = -1
     while True:
-        msg = task_q.get()
+        try:
+            msg = task_q.get(timeout=1.0)
+        except queue.Empty:
+            if os.getppid() != parent:
+                return
+            continue
         if msg is None:
             return
         req: RolloutRequest = msg
