@@ -84,3 +84,16 @@ def test_save_roundtrip(tmp_path):
     save_yaml(tmp_path / "config.yaml", {"pretrain": to_dict(cfg)})
     again = resolve_config(Stage, "pretrain", config_file=str(tmp_path / "config.yaml"))
     assert again == cfg
+
+
+def test_bare_boolean_flag_means_true():
+    import argparse
+
+    from mimo.config import add_config_args, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_config_args(parser, Stage, "pretrain")
+    cfg = config_from_args(Stage, "pretrain", parser.parse_args(["--flag", "--steps", "3"]))
+    assert cfg.flag is True and cfg.steps == 3
+    cfg = config_from_args(Stage, "pretrain", parser.parse_args(["--flag", "false"]))
+    assert cfg.flag is False

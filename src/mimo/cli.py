@@ -16,6 +16,7 @@ from mimo.errors import MimoError
 COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("mimo.train.pretrain", "pretrain a model with next-token + MTP loss over the data stages"),
     "sft": ("mimo.train.sft", "supervised fine-tuning on ChatML conversations with <think> reasoning"),
+    "demo": ("mimo.demo", "rebuild the MiMo family (Base, RL-Zero, SFT, RL) at toy scale and print the table"),
     "rl": ("mimo.rl.trainer", "GRPO with MiMo's recipe on the Seamless Rollout Engine (Base -> RL-Zero, SFT -> RL)"),
     "generate": ("mimo.infer.cli", "generate text from a checkpoint (KV-cached, batched, streaming)"),
     "tokenizer": ("mimo.tokenizer", "train a byte-level BPE tokenizer on text/JSONL files"),

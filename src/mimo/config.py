@@ -279,10 +279,14 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, section: str | N
         else:
             shown = default
         text = f"{help_} (default: {shown})".replace("%", "%%")  # argparse %-formats help strings
+        is_bool = tp is bool or (typing.get_origin(tp) in (typing.Union, types.UnionType)
+                                 and bool in typing.get_args(tp))
         group.add_argument(
             f"--{name}",
             dest=f"cfg:{name}",
             default=None,
+            nargs="?" if is_bool else None,
+            const="true" if is_bool else None,  # a bare boolean flag (`--quick`) means true
             metavar=_type_name(tp).upper() if isinstance(tp, type) else "VALUE",
             help=text,
         )

@@ -174,29 +174,40 @@ def pack(examples: list[tuple[list[int], list[int]]], seq_len: int, pad_id: int)
 
 @dataclasses.dataclass
 class ToySFT:
-    """The built-in SFT set: toy math problems answered by an imperfect teacher."""
+    """The built-in SFT set: toy math and code problems answered by an *imperfect* teacher."""
 
-    seed: int = F(1, "generator seed (disjoint from pretraining's problems by seed; held-out split never used)")
-    problems: int = F(3000, "distinct training problems")
+    seed: int = F(1, "generator seed (held-out problems are never used: their split is disjoint by construction)")
+    problems: int = F(3000, "distinct training math problems")
+    code_problems: int = F(0, "distinct training code problems")
     responses_per_query: int = F(1, "teacher responses per problem")
-    teacher_error_rate: float = F(0.25, "share of responses with one arithmetic slip (an imperfect teacher)")
+    teacher_error_rate: float = F(0.25, "share of responses with a slip (an arithmetic error, a boundary bug)")
     min_steps: int = F(1, "fewest arithmetic steps")
     max_steps: int = F(3, "most arithmetic steps")
     max_digits: int = F(2, "operand digits")
+    max_pieces: int = F(2, "most pieces / string operations per code problem")
 
 
 def toy_sft_records(spec: ToySFT) -> list[dict]:
     from mimo.data.tasks import MathTaskGenerator
+    from mimo.data.tasks.code import CodeTaskGenerator
+
+    rng = random.Random(spec.seed)
+    out = []
+
+    def add(p, correct: str, wrong) -> None:
+        for _ in range(spec.responses_per_query):
+            noisy = rng.random() < spec.teacher_error_rate
+            out.append({"messages": [{"role": "user", "content": p.prompt_text()},
+                                     {"role": "assistant", "content": wrong() if noisy else correct}],
+                        "id": p.id, "teacher_correct": not noisy})
 
     gen = MathTaskGenerator(seed=spec.seed, min_steps=spec.min_steps, max_steps=spec.max_steps,
                             max_digits=spec.max_digits)
-    rng = random.Random(spec.seed)
-    out = []
     for p in gen.sample(spec.problems, "train"):
-        for _ in range(spec.responses_per_query):
-            noisy = rng.random() < spec.teacher_error_rate
-            response = p.noisy_response(rng) if noisy else p.chat_response()
-            out.append({"messages": [{"role": "user", "content": p.prompt_text()},
-                                     {"role": "assistant", "content": response}],
-                        "id": p.id, "teacher_correct": not noisy})
+        add(p, p.chat_response(), lambda p=p: p.noisy_response(rng))
+    if spec.code_problems:
+        cgen = CodeTaskGenerator(seed=spec.seed, max_pieces=spec.max_pieces)
+        for p in cgen.sample(spec.code_problems, "train"):
+            add(p, p.chat_response(), lambda p=p: p.chat_response(cgen.noisy_solution(p, rng)))
+    rng.shuffle(out)
     return out

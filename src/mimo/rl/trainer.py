@@ -200,6 +200,11 @@ def main(cfg: RLConfig) -> dict:
             step += 1
             record = {**group_metrics(groups), **{k: v for k, v in train_metrics.items()},
                       **stats.as_metrics(), "train_s": train_s, "easy_pool": sched.sampler.summary()["easy_pool"],
+                      # compute accounting (for compute-matched baselines): tokens decoded by the rollout
+                      # workers, and prompt + response tokens the update ran forward and backward over
+                      "gen_tokens": sum(stats.tokens.values()),
+                      "train_tokens": cfg.actor.epochs * sum(len(s.prompt_ids) + len(s.response_ids)
+                                                             for g in groups for s in g.samples),
                       "tokens": sum(len(s.response_ids) for g in groups for s in g.samples)}
             if heldout and ((cfg.eval_every and step % cfg.eval_every == 0) or step == last):
                 record.update(validate(engine, heldout, cfg, out, step))

@@ -26,6 +26,7 @@ from mimo.errors import MimoError
 from mimo.train import dist
 from mimo.train.checkpoint import CheckpointManager, load_model_dir, save_model_dir
 from mimo.train.loop import accumulate_step, make_optimizer, set_lr
+from mimo.train.schedules import wsd_lr
 from mimo.utils.io import write_json
 from mimo.utils.logging import MetricsLogger
 from mimo.utils.seed import rng_state, seed_everything, set_rng_state
@@ -49,6 +50,8 @@ class SFTConfig:
     steps: int = F(0, "optimizer steps (0: from epochs)")
     lr: float = F(3e-5, "constant learning rate (MiMo: 3e-5)")
     warmup_steps: int = F(0, "linear warmup steps")
+    decay_steps: int = F(0, "final cosine decay steps (0: constant LR as in MiMo; toy runs anneal)")
+    min_lr_ratio: float = F(0.1, "LR at the end of the decay, relative to lr")
     weight_decay: float = F(0.1, "AdamW weight decay")
     grad_clip: float = F(1.0, "gradient-norm clip")
     mtp_loss_weight: float = F(0.1, "MTP loss weight (0: leave the MTP layers untouched)")
@@ -164,7 +167,7 @@ def main(cfg: SFTConfig) -> dict:
                  for i in range(0, len(mine), cfg.micro_batch_size)]
         counts = [int((mb["labels"][:, 1:] != -100).sum()) for mb in micro]
         weights = [c / max(sum(counts), 1) for c in counts]
-        lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
+        lr = wsd_lr(step, [total], [cfg.lr], cfg.warmup_steps, cfg.decay_steps, cfg.min_lr_ratio)
         set_lr(optimizer, lr)
         metrics = accumulate_step(ddp_model, optimizer, micro, sft_loss(cfg.mtp_loss_weight), cfg.grad_clip,
                                   weights=weights)
