@@ -98,6 +98,26 @@ class KVCache:
         self.valid = self.valid.index_select(0, rows)
         self.pos = self.pos.index_select(0, rows)
 
+    def compact(self) -> None:
+        """Squeeze out the holes: move every sequence's valid slots to the front, in order.
+
+        Rollbacks leave holes; speculative decoding calls this when the next chunk would not fit, so the cache needs
+        ``prompt + new tokens + one chunk`` slots rather than ``new tokens * chunk``.  Order-preserving, so the
+        slot-causal mask keeps its meaning; RoPE was applied before caching, so positions are unaffected."""
+        n = self.length
+        valid = self.valid[:, :n]
+        counts = valid.sum(dim=1)  # (B,)
+        new_len = int(counts.max()) if counts.numel() else 0
+        slots = torch.arange(n, device=valid.device)
+        order = ((~valid).long() * n + slots[None, :]).argsort(dim=1)[:, :new_len]  # (B, new_len) valid slots first
+        for kv in (self.k, self.v):
+            for layer, t in enumerate(kv):
+                idx = order[:, None, :, None].expand(t.shape[0], t.shape[1], new_len, t.shape[3])
+                kv[layer][:, :, :new_len] = t[:, :, :n].gather(2, idx)
+        self.valid[:, :n] = False
+        self.valid[:, :new_len] = slots[None, :new_len] < counts[:, None]
+        self.length = new_len
+
 
 def forward_chunk(model, cache: KVCache, tokens: torch.Tensor, new_valid: torch.Tensor | None = None):
     """Run the main model on a chunk of tokens (B, q), appending to ``cache``.  Returns ``(logits (B, q, V), mtp
