@@ -15,7 +15,10 @@ from mimo.errors import MimoError
 # command -> (module with a `cli(argv)` function, one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain": ("mimo.train.pretrain", "pretrain a model with next-token + MTP loss over the data stages"),
+    "train-mtp": ("mimo.train.mtp", "grow the MTP layer into k chained layers for speculative decoding"),
     "generate": ("mimo.infer.cli", "generate text from a checkpoint (KV-cached, batched, streaming)"),
+    "chat": ("mimo.infer.chat", "interactive multi-turn chat with a checkpoint (live speculative stats)"),
+    "serve": ("mimo.infer.serve", "OpenAI-compatible chat-completions HTTP server (streaming) for a checkpoint"),
     "tokenizer": ("mimo.tokenizer", "train a byte-level BPE tokenizer on text/JSONL files"),
 }
 

@@ -183,7 +183,21 @@ class GenerationStats:
     forward_passes: int = 0
     seconds: float = 0.0
     accepted: list[int] = field(default_factory=list)  # speculative: accepted drafts per MTP depth
-    drafted: list[int] = field(default_factory=list)
+    drafted: list[int] = field(default_factory=list)  # drafts made per depth (= rounds x rows, every depth)
+
+    def acceptance(self) -> list[float]:
+        """Per MTP layer i: the fraction of its drafts accepted among those that were checked, i.e. given that the
+        drafts of layers < i were accepted (verification stops at the first rejection)."""
+        reached = [self.drafted[0]] + self.accepted[:-1] if self.drafted else []
+        return [a / r if r else 0.0 for a, r in zip(self.accepted, reached)]
+
+    def acceptance_unconditional(self) -> list[float]:
+        """Per MTP layer i: the fraction of all rounds in which its draft was accepted."""
+        return [a / d if d else 0.0 for a, d in zip(self.accepted, self.drafted)]
+
+    def mean_accepted_length(self) -> float:
+        """Tokens per main-model verification: 1 + accepted drafts per round (the speedup if drafting were free)."""
+        return 1.0 + sum(self.accepted) / self.drafted[0] if self.drafted and self.drafted[0] else 1.0
 
 
 def _stop_set(stop_ids, model) -> set[int]:

@@ -119,7 +119,8 @@ def _ensure_room(cache: KVCache, width: int) -> None:
             raise RuntimeError(f"KV cache full ({cache.max_slots} slots) even after compaction")
 
 
-def _pick(logits: torch.Tensor, temperature: float, top_p: float, generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _pick(logits: torch.Tensor, temperature: float, top_p: float,
+          generator) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Draft token (B,) and, when sampling, the distribution it was drawn from (B, V)."""
     if temperature <= 0:
         return logits.argmax(dim=-1), None
@@ -130,7 +131,8 @@ def _pick(logits: torch.Tensor, temperature: float, top_p: float, generator) -> 
 # ---------------------------------------------------------------------------------------------------- one round
 
 
-def draft(model, st: SpecState, k: int, temperature: float, top_p: float, generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+def draft(model, st: SpecState, k: int, temperature: float, top_p: float,
+          generator) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Run the k chained MTP layers (catching their caches up on the newly committed positions) and return the
     drafts (B, k) with their distributions (B, k, V) (None under greedy).  Writes the drafts into ``st.tokens``."""
     B, H = st.hidden.shape[0], st.hidden.shape[2]
