@@ -71,10 +71,11 @@ class KVCache:
         slots = torch.arange(end, device=self.valid.device)
         causal = slots[None, :] <= (self.length + torch.arange(q, device=slots.device))[:, None]  # (q, end)
         mask = self.valid[:, None, None, :end] & causal[None, None]
-        # a query on an invalid slot may see nothing valid -> NaN in softmax; let it see itself (output ignored)
-        own = torch.zeros_like(mask)
-        own[:, 0, torch.arange(q), self.length + torch.arange(q)] = True
-        mask = mask | (own & ~new_valid[:, None, :, None])
+        if not bool(new_valid.all()):  # (sync) padded chunks only
+            # a query on an invalid slot may see nothing valid -> NaN in softmax; let it see itself (output ignored)
+            own = torch.zeros_like(mask)
+            own[:, 0, torch.arange(q), self.length + torch.arange(q)] = True
+            mask = mask | (own & ~new_valid[:, None, :, None])
         return positions, mask
 
     def advance(self, new_valid: torch.Tensor) -> None:
@@ -184,6 +185,8 @@ class GenerationStats:
     seconds: float = 0.0
     accepted: list[int] = field(default_factory=list)  # speculative: accepted drafts per MTP depth
     drafted: list[int] = field(default_factory=list)  # drafts made per depth (= rounds x rows, every depth)
+    draft_seconds: float = 0.0  # speculative: time in the MTP drafting ...
+    verify_seconds: float = 0.0  # ... and in the main model's verification
 
     def acceptance(self) -> list[float]:
         """Per MTP layer i: the fraction of its drafts accepted among those that were checked, i.e. given that the

@@ -136,38 +136,39 @@ def draft(model, st: SpecState, k: int, temperature: float, top_p: float,
     """Run the k chained MTP layers (catching their caches up on the newly committed positions) and return the
     drafts (B, k) with their distributions (B, k, V) (None under greedy).  Writes the drafts into ``st.tokens``."""
     B, H = st.hidden.shape[0], st.hidden.shape[2]
-    rows = torch.arange(B, device=st.last.device)
     L = st.last
+    last = (L - 1)[:, None]  # (B, 1) the position every layer drafts from
+    steps = torch.arange(int((L - st.mtp[-1].pos).max()), device=L.device)[None, :]  # widest chunk is the last
     src, src_start = st.hidden, st.hidden_start  # producer of layer i's hidden input
     drafts, qs = [], []
     embed, rotary = model.model.embed_tokens, model.model.rotary_emb
     for i in range(k):
         cache = st.mtp[i]
-        c = cache.pos.clone()  # (B,) committed entries of layer i
+        c = cache.pos.clone()  # (B,) committed entries of layer i = its first chunk position
         n = L - c  # chunk length per row (>= 1)
         W = int(n.max())
         _ensure_room(cache, W)
-        j = torch.arange(W, device=L.device)
-        valid = j[None, :] < n[:, None]  # (B, W)
-        pos = torch.minimum(c[:, None] + j[None, :], (L - 1)[:, None])  # (B, W); pads repeat the last position
-        idx = (pos - src_start[:, None]).clamp(0, src.shape[1] - 1)
-        h_in = src.gather(1, idx[..., None].expand(B, W, H))  # (B, W, H)
-        tok = st.tokens.gather(1, pos + 1 + i)  # x_{t+1+i}: real, or a draft of an earlier layer
+        pos = c[:, None] + steps[:, :W]  # (B, W)
+        valid = pos <= last
+        pos = torch.minimum(pos, last)  # pads repeat the last position (their output is ignored)
+        h_in = src.gather(1, (pos - src_start[:, None])[..., None].expand(B, W, H))  # (B, W, H)
+        tok = st.tokens.gather(1, pos + (1 + i))  # x_{t+1+i}: real, or a draft of an earlier layer
         start = cache.length
         positions, mask = cache.chunk(valid)
         g = model.model.mtp_layers[i](h_in, embed(tok), rotary(h_in, positions), mask, cache)  # (B, W, H)
         cache.advance(valid)
-        d, q = _pick(model.lm_head(g[rows, n - 1]), temperature, top_p, generator)  # from position L-1
-        st.tokens[rows, L + 1 + i] = d
+        keep = (n - i).clamp(min=0)  # real entries: positions t <= L-1-i
+        # the output at L-1 (drafts) and at the newest real position (carried to the next round)
+        sel = g.gather(1, torch.stack([n - 1, (keep - 1).clamp(min=0)], dim=1)[..., None].expand(B, 2, H))
+        d, q = _pick(model.lm_head(sel[:, 0]), temperature, top_p, generator)
+        st.tokens.scatter_(1, L[:, None] + (1 + i), d[:, None])
         drafts.append(d)
         qs.append(q)
-        keep = (n - i).clamp(min=0)  # real entries: positions t <= L-1-i
         cache.invalidate(start, keep)
         # layer i+1 reads from position c_{i+1} >= c - 1: prepend the carried output at c - 1
         src = torch.cat([st.carry[i][:, None], g], dim=1)
         src_start = c - 1
-        newest = g[rows, (keep - 1).clamp(min=0)]
-        st.carry[i] = torch.where((keep > 0)[:, None], newest, st.carry[i])
+        st.carry[i] = torch.where((keep > 0)[:, None], sel[:, 1], st.carry[i])
     q_all = torch.stack(qs, dim=1) if temperature > 0 else None
     return torch.stack(drafts, dim=1), q_all
 
@@ -194,10 +195,17 @@ def verify(model, st: SpecState, drafts: torch.Tensor, draft_probs: torch.Tensor
     return n, nxt
 
 
-def speculative_step(model, st: SpecState, k: int, temperature: float, top_p: float, generator):
-    """Draft, verify, accept: returns ``(drafts (B, k), n_accepted (B,), next_token (B,))``."""
+def speculative_step(model, st: SpecState, k: int, temperature: float, top_p: float, generator,
+                     stats: GenerationStats | None = None):
+    """Draft, verify, accept: returns ``(drafts (B, k), n_accepted (B,), next_token (B,))``.  With ``stats``, adds
+    the wall time of drafting and of verifying (their ratio bounds the speedup: see mimo.infer.bench)."""
+    t0 = time.perf_counter()
     drafts, q = draft(model, st, k, temperature, top_p, generator)
+    t1 = time.perf_counter()
     n, nxt = verify(model, st, drafts, q, temperature, top_p, generator)
+    if stats is not None:
+        stats.draft_seconds += t1 - t0
+        stats.verify_seconds += time.perf_counter() - t1
     return drafts, n, nxt
 
 
@@ -264,7 +272,7 @@ def speculative_generate(model, input_ids: list[list[int]], max_new_tokens: int,
                 break
             st.select(torch.tensor(keep, device=device))
             rows = [rows[i] for i in keep]
-        drafts, n, nxt = speculative_step(model, st, k, temperature, top_p, generator)
+        drafts, n, nxt = speculative_step(model, st, k, temperature, top_p, generator, stats)
         passes += 1
         n_list, d_list, x_list = n.tolist(), drafts.tolist(), nxt.tolist()  # one device sync per round
         done = []
