@@ -27,6 +27,7 @@ class ChatConfig:
     speculative: bool | None = F(None, "MTP speculative decoding (default: on when the model has MTP layers)")
     num_draft: int | None = F(None, "draft depth (default: all MTP layers)")
     device: str = F("auto", "cpu, cuda or auto")
+    threads: int = F(0, "torch CPU threads (0: torch default; 1 is fastest for tiny models on a busy CPU)")
 
 
 def _history_text(reply: str) -> str:
@@ -127,6 +128,10 @@ def main(cfg: ChatConfig) -> int:
 
     if not cfg.model:
         raise MimoError("--model is required")
+    if cfg.threads > 0:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
     model, tok = load_model_dir(cfg.model, device=resolve_device(cfg.device))
     if tok is None:
         raise MimoError(f"{cfg.model}: no tokenizer in the model directory")

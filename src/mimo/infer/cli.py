@@ -21,6 +21,7 @@ class GenerateConfig:
     speculative: bool | None = F(None, "MTP speculative decoding (default: on when the model has MTP layers)")
     num_draft: int | None = F(None, "speculative draft depth (default: all MTP layers)")
     device: str = F("auto", "cpu, cuda or auto")
+    threads: int = F(0, "torch CPU threads (0: torch default; 1 is fastest for tiny models on a busy CPU)")
 
 
 def main(cfg: GenerateConfig) -> int:
@@ -34,6 +35,8 @@ def main(cfg: GenerateConfig) -> int:
         raise MimoError("--model is required")
     if not cfg.prompt:
         raise MimoError("--prompt is required")
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
     model, tok = load_model_dir(cfg.model, device=resolve_device(cfg.device))
     if tok is None:
         raise MimoError(f"{cfg.model}: no tokenizer in the model directory")
