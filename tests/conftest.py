@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny random MiMo models, and the slow-test switch (MIMO_SLOW=1)."""
+"""Shared test set-up: tiny random MiMo models, the shared evaluation data, and the slow switch (MIMO_SLOW=1)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from mimo.utils.paths import eval_data_dir
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def pytest_collection_modifyitems(config, items):
@@ -17,6 +19,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared evaluation data folder; tests that need it skip where it is absent."""
+    path = eval_data_dir()
+    if path is None:
+        pytest.skip("../shared/data not found (set MIMO_EVAL_DATA)")
+    return path
 
 
 @pytest.fixture

@@ -67,3 +67,29 @@ def test_cache_invalidate_rolls_back_positions():
     cache.invalidate(start=3, keep=torch.tensor([1, 3]))
     assert cache.pos.tolist() == [4, 4]
     assert cache.valid[0, :6].tolist() == [True, True, True, True, False, False]
+
+
+def test_logprobs_match_a_full_forward_and_abort(tiny_model):
+    import pytest
+
+    from mimo.infer.engine import GenerationAborted
+
+    model = tiny_model(seed=2)
+    prompts = [[1, 2, 3], [7, 8, 9, 10, 11]]
+    lps: list[list[float]] = []
+    out = generate(model, prompts, 10, temperature=0.7, seed=3, stop_ids=[], logprobs=lps)
+    for p, o, lp in zip(prompts, out, lps):
+        seq = torch.tensor([p + o])
+        with torch.no_grad():
+            logits = model(input_ids=seq).logits[0, len(p) - 1:-1] / 0.7
+        ref = torch.log_softmax(logits, -1).gather(-1, torch.tensor(o)[:, None])[:, 0]
+        assert torch.allclose(torch.tensor(lp), ref, atol=1e-5)
+    calls = []
+
+    def abort():
+        calls.append(1)
+        return len(calls) >= 3
+
+    with pytest.raises(GenerationAborted):
+        generate(model, prompts, 10, stop_ids=[], abort=abort)
+    assert len(calls) == 3

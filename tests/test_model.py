@@ -162,3 +162,21 @@ def test_set_rope_theta(tiny_model):
     fresh = MiMoForCausalLM(model.config).eval()
     fresh.load_state_dict(model.state_dict())
     assert torch.allclose(fresh(input_ids=x).logits, after, atol=1e-6)
+
+
+def test_presets_build_the_paper_and_tiny_shapes():
+    from mimo.config import resolve_config
+    from mimo.train.pretrain import PretrainConfig
+
+    with torch.device("meta"):
+        big = MiMoForCausalLM(resolve_config(PretrainConfig, "pretrain", preset="mimo-7b").model.to_hf())
+    # by hand: 2 x 151680 x 4096 (embed + untied head) + 36 decoder layers + final norm + 1 MTP layer
+    layer = (4096 * 4096 + 4096) + 2 * (4096 * 1024 + 1024) + 4096 * 4096 + 3 * 4096 * 11008 + 2 * 4096
+    mtp = layer + 2 * 4096 * 4096 + 3 * 4096
+    assert sum(p.numel() for p in big.parameters()) == 2 * 151680 * 4096 + 36 * layer + 4096 + mtp
+    assert big.config.num_key_value_heads == 8 and big.config.head_dim == 128
+    tiny = resolve_config(PretrainConfig, "pretrain", preset="tiny")
+    with torch.device("meta"):
+        small = MiMoForCausalLM(tiny.model.to_hf())
+    assert 0.5e6 < sum(p.numel() for p in small.parameters()) < 5e6
+    assert [s.rope_theta for s in tiny.stages] == [10000.0, 10000.0, 640000.0]

@@ -16,13 +16,14 @@ from mimo.train.mtp import MtpConfig, grow_mtp_layers, main as mtp_main
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
     """A tiny 'pretrained' model directory (random weights, toy BPE tokenizer, 1 MTP layer)."""
-    from mimo.data.toy import ToyCorpus, stage_documents
+    from mimo.data.toy import ToyCorpus, source_documents
     from mimo.model import MiMoForCausalLM, ModelSpec
     from mimo.tokenizer import train_bpe
     from mimo.train.checkpoint import save_model_dir
 
     d = tmp_path_factory.mktemp("pre")
-    texts = [t for _, t in stage_documents(ToyCorpus(docs_per_stage=300), 2)]
+    toy = ToyCorpus(docs_per_source=100)
+    texts = [t for src in ("text", "math_cot", "synthetic") for t in source_documents(toy, src)]
     tok = train_bpe(texts, 300, d / "tok")
     torch.manual_seed(0)
     model = MiMoForCausalLM(ModelSpec(vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64,
@@ -53,7 +54,7 @@ def test_train_mtp_trains_new_layers_only_and_saves_k(pretrained, tmp_path, targ
 
     cfg = resolve_config(MtpConfig, "mtp", overrides={
         "init_from": str(pretrained), "out_dir": str(tmp_path), "num_mtp_layers": "3", "targets": targets,
-        "toy.docs_per_stage": "300", "steps": "12", "seq_len": "64", "batch_size": "8", "micro_batch_size": "4",
+        "toy.docs_per_source": "200", "toy.stage_tokens": "[30000]", "steps": "12", "seq_len": "64", "batch_size": "8", "micro_batch_size": "4",
         "lr": "0.01", "warmup_steps": "2", "decay_steps": "4", "eval_every": "0", "eval_batches": "1",
         "accept_prompts": "2", "save_every": "6", "log_every": "100", "threads": "1"})
     mtp_main(cfg)

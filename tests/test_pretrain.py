@@ -26,7 +26,7 @@ def _small_cfg(out: Path, **over) -> PretrainConfig:
     overrides = {
         "out_dir": str(out), "model.hidden_size": "32", "model.intermediate_size": "64",
         "model.num_hidden_layers": "2", "model.num_attention_heads": "4", "model.num_key_value_heads": "2",
-        "toy.vocab_size": "300", "toy.docs_per_stage": "300",
+        "toy.vocab_size": "300", "toy.docs_per_source": "400", "toy.stage_tokens": "[30000]",
         "stages": "[{name: a, steps: 4, seq_len: 64, lr: 0.003}, {name: b, steps: 4, seq_len: 64, lr: 0.002, "
                   "rope_theta: 640000.0, mtp_loss_weight: 0.1}]",
         "batch_size": "8", "batch_size_start": "4", "batch_warmup_steps": "3", "micro_batch_size": "4",
@@ -92,6 +92,8 @@ def test_kill_and_resume_gives_identical_losses(tmp_path):
     assert target.exists(), proc.stderr.read().decode()[-2000:]
     resumed = _small_cfg(run, resume="true")
     pretrain_main(resumed)
+    steps = [json.loads(l)["step"] for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 9))  # the log neither repeats nor loses a step
     got = _losses(run)
     assert sorted(got) == sorted(expected)
     for step in expected:

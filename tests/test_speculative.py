@@ -252,3 +252,28 @@ def test_sampling_distribution_matches_plain(tiny_config, temperature, top_p):
         assert _chi2_pvalue(counts, N * exact.flatten()) > 1e-3, spec
     rate = stats.accepted[0] / stats.drafted[0]
     assert 0.2 < rate < 0.95  # drafts are accepted sometimes, rejected sometimes
+
+
+def test_logprobs_and_abort_under_speculation(tiny_config):
+    """RL rollouts read per-token log-probs and abort early; speculation gives the plain path's values."""
+    from mimo.infer.engine import GenerationAborted
+
+    model = agreeable_model(tiny_config, 0.3, 0.1, k=3)
+    prompts = _prompts(3, 64, seed=2)
+    plain_lp, spec_lp = [], []
+    out = generate(model, prompts, 14, stop_ids=[], logprobs=plain_lp)
+    assert generate(model, prompts, 14, stop_ids=[], speculative=True, logprobs=spec_lp) == out
+    for a, b in zip(plain_lp, spec_lp):
+        assert torch.allclose(torch.tensor(a), torch.tensor(b), atol=1e-4)
+    sampled_lp = []
+    sampled = generate(model, prompts, 14, temperature=0.8, seed=1, stop_ids=[], speculative=True,
+                       logprobs=sampled_lp)
+    for p, o, lp in zip(prompts, sampled, sampled_lp):
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([p + o])).logits[0, len(p) - 1:-1] / 0.8
+        ref = torch.log_softmax(logits, -1).gather(-1, torch.tensor(o)[:, None])[:, 0]
+        assert torch.allclose(torch.tensor(lp), ref, atol=1e-4)
+    calls = []
+    with pytest.raises(GenerationAborted):
+        generate(model, prompts, 14, stop_ids=[], speculative=True, abort=lambda: calls.append(1) or len(calls) >= 2)
+    assert len(calls) == 2

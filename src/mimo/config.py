@@ -305,12 +305,16 @@ def _deep_merge(base: dict, over: dict) -> dict:
 
 def section_from_yaml(cls: type, section: str, data: dict) -> dict:
     """The mapping for ``section`` of a preset/config YAML, with shared sections folded into matching fields."""
-    out = data.get(section) or {}
+    out = data
+    for part in section.split("."):  # a dotted section ("data.mix") is a sub-mapping of a section
+        out = (out.get(part) if isinstance(out, dict) else None) or {}
     if not isinstance(out, dict):
         raise ConfigError(f"section {section!r}: expected a mapping, got {out!r}")
-    field_names = {f.name for f in dataclasses.fields(cls)}
+    hints = _hints(cls)
+    # only a nested-config field takes a shared section (`mimo eval --model DIR` has a string field of that name)
+    nested = {f.name for f in dataclasses.fields(cls) if dataclasses.is_dataclass(hints[f.name])}
     for shared in SHARED_SECTIONS:
-        if shared in field_names and shared != section and isinstance(data.get(shared), dict):
+        if shared in nested and shared != section and isinstance(data.get(shared), dict):
             out = dict(out)
             out[shared] = _deep_merge(data[shared], out.get(shared) or {})
     return out

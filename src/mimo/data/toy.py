@@ -1,14 +1,16 @@
-"""The built-in toy corpus: a tokenizer and three pretraining stages generated from the verifiable task generators.
+"""The built-in toy corpus: generated sources, a tokenizer, and MiMo's three pretraining stages via the mixer.
 
 MiMo's pretraining raises reasoning density stage by stage (DESIGN.md section 1).  The toy corpus mirrors that
-with generated sources instead of web dumps:
+with generated sources instead of web dumps, written as JSONL and mixed by :func:`mimo.data.mix.build_stages`
+(token shares per source per stage, exactly as for real data):
 
 * ``text``        short general sentences from a template grammar (the "web" of the toy world);
 * ``math_answer`` arithmetic problems with the answer only (low reasoning density);
 * ``math_cot``    the same kind of problems with worked steps (high reasoning density);
+* ``code``        small Python functions under a comment stating what they do (:mod:`mimo.data.tasks.code`);
 * ``synthetic``   ChatML reasoning traces (``<think>`` steps ``</think>`` answer) -- stage 3's synthetic data.
 
-Stage weights come from :class:`ToyCorpus`.  Only *train*-split problems appear; held-out problems never do.
+Only *train*-split problems appear; held-out problems never do.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from pathlib import Path
 
 from mimo.config import F
 from mimo.data.shards import ShardWriter
+from mimo.data.tasks.code import CodeTaskGenerator
 from mimo.data.tasks.math import MathTaskGenerator
 from mimo.tokenizer import IM_END, Tokenizer, train_bpe
+from mimo.utils.io import write_jsonl
 
-SOURCES = ("text", "math_answer", "math_cot", "synthetic")
+SOURCES = ("text", "math_answer", "math_cot", "code", "synthetic")
 
 _SUBJECTS = ("The river", "A small town", "The old library", "My neighbour", "The market", "A quiet student",
              "The garden", "Our teacher", "The train", "A red bird")
@@ -37,30 +41,39 @@ def _sentence(rng: random.Random) -> str:
 
 @dataclasses.dataclass
 class ToyCorpus:
-    """Sizes and mixture of the built-in toy corpus."""
+    """Sources and mixture of the built-in toy corpus."""
 
     seed: int = F(0, "corpus seed")
     vocab_size: int = F(512, "BPE vocabulary size")
-    docs_per_stage: int = F(20000, "documents generated per stage")
+    docs_per_source: int = F(20000, "documents generated per source (stages sample from them, with repeats)")
     min_steps: int = F(1, "fewest arithmetic steps per problem")
     max_steps: int = F(3, "most arithmetic steps per problem")
     max_digits: int = F(2, "operand digits")
+    max_pieces: int = F(2, "most pieces / string operations per code problem")
+    stage_tokens: list[int] = F(factory=lambda: [1_000_000, 1_000_000, 600_000],
+                                help="token budget of each stage's shards (the stream repeats when trained longer)")
     stage_weights: list[dict[str, float]] = F(
         factory=lambda: [
-            {"text": 0.4, "math_answer": 0.4, "math_cot": 0.2},
-            {"text": 0.3, "math_answer": 0.35, "math_cot": 0.35},
-            {"text": 0.2, "math_answer": 0.3, "math_cot": 0.4, "synthetic": 0.1},
+            {"text": 0.4, "math_answer": 0.3, "math_cot": 0.15, "code": 0.15},
+            {"text": 0.3, "math_answer": 0.25, "math_cot": 0.25, "code": 0.2},
+            {"text": 0.2, "math_answer": 0.2, "math_cot": 0.3, "code": 0.2, "synthetic": 0.1},
         ],
-        help="per stage: source -> document share (sources: text, math_answer, math_cot, synthetic)",
+        help="per stage: source -> token share (sources: text, math_answer, math_cot, code, synthetic)",
     )
 
 
-def _documents(source: str, n: int, gen: MathTaskGenerator, rng: random.Random) -> list[str]:
+def source_documents(spec: ToyCorpus, source: str, n: int | None = None) -> list[str]:
+    """``n`` generated documents of one source (train split only)."""
+    n = spec.docs_per_source if n is None else n
+    rng = random.Random(f"{spec.seed}/{source}")
+    seed = spec.seed * 1000 + SOURCES.index(source)
     if source == "text":
         return [" ".join(_sentence(rng) for _ in range(rng.randint(2, 5))) for _ in range(n)]
-    if n == 0:
-        return []
-    problems = gen.sample(n, "train", unique=False)
+    if source == "code":
+        gen = CodeTaskGenerator(seed=seed, max_pieces=spec.max_pieces)
+        return [p.pretrain_text() for p in gen.sample(n, "train", unique=False)]
+    problems = MathTaskGenerator(seed=seed, min_steps=spec.min_steps, max_steps=spec.max_steps,
+                                 max_digits=spec.max_digits).sample(n, "train", unique=False)
     if source == "math_answer":
         return [p.pretrain_text(with_reasoning=False) for p in problems]
     if source == "math_cot":
@@ -70,38 +83,54 @@ def _documents(source: str, n: int, gen: MathTaskGenerator, rng: random.Random) 
     raise ValueError(f"unknown toy source {source!r} (known: {', '.join(SOURCES)})")
 
 
-def stage_documents(spec: ToyCorpus, stage: int) -> list[tuple[str, str]]:
-    """``(source, text)`` documents of a stage, shuffled, with source counts matching the weights."""
-    weights = spec.stage_weights[min(stage, len(spec.stage_weights) - 1)]
-    rng = random.Random(spec.seed * 1000 + stage)
-    gen = MathTaskGenerator(seed=spec.seed * 1000 + stage, min_steps=spec.min_steps, max_steps=spec.max_steps,
-                            max_digits=spec.max_digits)
-    total_w = sum(weights.values())
-    docs: list[tuple[str, str]] = []
-    for source, w in weights.items():
-        n = round(spec.docs_per_stage * w / total_w)
-        docs += [(source, d) for d in _documents(source, n, gen, rng)]
-    rng.shuffle(docs)
-    return docs
+def used_sources(spec: ToyCorpus) -> list[str]:
+    return [s for s in SOURCES if any(w.get(s, 0) > 0 for w in spec.stage_weights)]
+
+
+def write_sources(spec: ToyCorpus, out_dir: str | Path) -> dict[str, str]:
+    """One JSONL file per used source (``{"text": ...}`` records); returns ``{source: path}``."""
+    out = {}
+    for source in used_sources(spec):
+        path = Path(out_dir) / f"{source}.jsonl"
+        if not path.is_file():
+            write_jsonl(path, ({"text": t} for t in source_documents(spec, source)))
+        out[source] = str(path)
+    return out
 
 
 def build_tokenizer(spec: ToyCorpus, out_dir: str | Path) -> Tokenizer:
-    """Train the toy BPE on a sample of every source of every stage."""
-    texts = [t for s in range(len(spec.stage_weights)) for _, t in stage_documents(
-        dataclasses.replace(spec, docs_per_stage=min(spec.docs_per_stage, 4000)), s)]
+    """Train the toy BPE on a sample of every used source."""
+    texts = [t for s in used_sources(spec) for t in source_documents(spec, s, min(spec.docs_per_source, 3000))]
     return train_bpe(texts, spec.vocab_size, out_dir)
 
 
-def build_stage_shards(spec: ToyCorpus, tokenizer: Tokenizer, stage: int, out_dir: str | Path) -> dict:
-    """Tokenize stage ``stage``'s documents into a shard directory; index meta records tokens per source."""
-    docs = stage_documents(spec, stage)
-    writer = ShardWriter(out_dir, tokenizer.vocab_size, tokenizer.eos_id, meta={"stage": stage + 1, "toy": True})
-    counts: dict[str, int] = {}
-    ids = tokenizer.encode_batch([t for _, t in docs])
-    for (source, _), toks in zip(docs, ids):
-        counts[source] = counts.get(source, 0) + writer.add(toks)
-    writer.meta["source_tokens"] = counts
-    return writer.close()
+def build_stages(spec: ToyCorpus, tokenizer: Tokenizer, out_dir: str | Path,
+                 stage_shapes: list[tuple[int, float]] | None = None) -> list[dict]:
+    """Write ``out_dir/stage{1,2,3}`` token shards with :func:`mimo.data.mix.build_stages`.  ``stage_shapes``:
+    ``(seq_len, rope_theta)`` per stage, recorded in each index (the pretraining config decides them)."""
+    from mimo.data.mix import MixConfig, StageConfig, build_stages as mix_stages
+
+    out_dir = Path(out_dir)
+    sources = write_sources(spec, out_dir / "sources")
+    shapes = stage_shapes or [(256, 10000.0)] * len(spec.stage_weights)
+    stages = [StageConfig(f"stage{i + 1}", spec.stage_tokens[min(i, len(spec.stage_tokens) - 1)], dict(w), {},
+                          0.0, shapes[min(i, len(shapes) - 1)][0], shapes[min(i, len(shapes) - 1)][1])
+              for i, w in enumerate(spec.stage_weights)]
+    return mix_stages(MixConfig(sources=sources, stages=stages, seed=spec.seed), tokenizer, out_dir)
+
+
+def build_stage_shards(spec: ToyCorpus, tokenizer: Tokenizer, stage: int, out_dir: str | Path,
+                       shape: tuple[int, float] = (256, 10000.0)) -> dict:
+    """Only stage ``stage`` (0-based) of the toy corpus, into ``out_dir`` (e.g. for ``mimo train-mtp``)."""
+    from mimo.data.mix import StageConfig, build_stage, load_source
+
+    out_dir = Path(out_dir)
+    weights = spec.stage_weights[stage]
+    paths = write_sources(spec, out_dir.parent / "sources")
+    sources = {n: load_source(n, paths[n], tokenizer) for n in weights if weights[n] > 0}
+    cfg = StageConfig(out_dir.name, spec.stage_tokens[min(stage, len(spec.stage_tokens) - 1)], dict(weights), {},
+                      0.0, shape[0], shape[1])
+    return build_stage(cfg, sources, tokenizer, out_dir.parent, spec.seed)
 
 
 def build_heldout_shards(spec: ToyCorpus, tokenizer: Tokenizer, out_dir: str | Path, n: int = 500) -> dict:

@@ -18,6 +18,10 @@ import torch
 NEG_POS = -1
 
 
+class GenerationAborted(Exception):
+    """Raised by :func:`generate` when its ``abort`` callback returns True (rollout early termination)."""
+
+
 class KVCache:
     """Preallocated keys/values for ``num_layers`` attention layers, slot-indexed (see module docstring).
 
@@ -213,17 +217,21 @@ def _stop_set(stop_ids, model) -> set[int]:
 @torch.inference_mode()
 def generate(model, input_ids: list[list[int]], max_new_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
              speculative: bool = False, seed: int | None = None, stop_ids: list[int] | None = None,
-             num_draft: int | None = None, stats: GenerationStats | None = None, on_token=None) -> list[list[int]]:
+             num_draft: int | None = None, stats: GenerationStats | None = None, on_token=None,
+             abort=None, logprobs: list[list[float]] | None = None) -> list[list[int]]:
     """New tokens per prompt (a stop token, when produced, ends the list and is included).
 
     ``speculative`` drafts with the model's MTP layers (:mod:`mimo.infer.speculative`); the output distribution is
     unchanged (identical under greedy).  ``on_token(b, token)`` streams tokens as they are accepted.
+    ``abort()`` is polled before every decode step; when it returns True, :class:`GenerationAborted` is raised.
+    ``logprobs``, when a list, receives per prompt the log-prob of each sampled token under
+    ``softmax(logits / temperature)`` (before top-p), which RL uses as the rollout policy's log-probs.
     """
     if speculative and getattr(model, "num_mtp_layers", 0) > 0:
         from mimo.infer.speculative import speculative_generate
 
         return speculative_generate(model, input_ids, max_new_tokens, temperature, top_p, seed, stop_ids,
-                                    num_draft, stats, on_token)
+                                    num_draft, stats, on_token, abort=abort, logprobs=logprobs)
     import time
 
     t0 = time.perf_counter()
@@ -242,11 +250,18 @@ def generate(model, input_ids: list[list[int]], max_new_tokens: int, temperature
     logits, _, _, _ = prefill(model, cache, input_ids)
     rows = torch.arange(B, device=device)  # original index of each live row
     passes = 1
+    if logprobs is not None:
+        logprobs[:] = [[] for _ in range(B)]
     for step in range(max_new_tokens):
         tok = sample_logits(logits, temperature, top_p, generator)
+        if logprobs is not None:
+            lp = torch.log_softmax(logits.float() / (temperature if temperature > 0 else 1.0), dim=-1)
+            lp = lp.gather(-1, tok[:, None])[:, 0].tolist()
         done = torch.zeros(len(rows), dtype=torch.bool)
         for i, (b, t) in enumerate(zip(rows.tolist(), tok.tolist())):
             out[b].append(t)
+            if logprobs is not None:
+                logprobs[b].append(lp[i])
             if on_token is not None:
                 on_token(b, t)
             if t in stops or len(out[b]) >= max_new_tokens:
@@ -257,6 +272,8 @@ def generate(model, input_ids: list[list[int]], max_new_tokens: int, temperature
             keep = (~done).nonzero()[:, 0].to(device)
             cache.select(keep)
             rows, tok = rows[keep], tok[keep]
+        if abort is not None and abort():
+            raise GenerationAborted()
         logits, _ = decode_step(model, cache, tok)
         passes += 1
     if stats is not None:

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import torch
 
 from mimo.infer.engine import (
+    GenerationAborted,
     GenerationStats,
     KVCache,
     _stop_set,
@@ -174,9 +175,10 @@ def draft(model, st: SpecState, k: int, temperature: float, top_p: float,
 
 
 def verify(model, st: SpecState, drafts: torch.Tensor, draft_probs: torch.Tensor | None, temperature: float,
-           top_p: float, generator) -> tuple[torch.Tensor, torch.Tensor]:
+           top_p: float, generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One main-model forward over [x_L, drafts]; accept, roll back the main cache, advance ``st``.
-    Returns ``(n_accepted (B,), next_token (B,))``; the new tokens of row b are drafts[b, :n[b]] + [next[b]]."""
+    Returns ``(n_accepted (B,), next_token (B,), target logits (B, k+1, V))``; the new tokens of row b are
+    drafts[b, :n[b]] + [next[b]]."""
     B, k = drafts.shape
     rows = torch.arange(B, device=drafts.device)
     L = st.last
@@ -192,21 +194,28 @@ def verify(model, st: SpecState, drafts: torch.Tensor, draft_probs: torch.Tensor
     st.tokens[rows, L + 1 + n] = nxt
     st.hidden, st.hidden_start = hidden, L.clone()
     st.last = L + n + 1
-    return n, nxt
+    return n, nxt, logits
 
 
 def speculative_step(model, st: SpecState, k: int, temperature: float, top_p: float, generator,
                      stats: GenerationStats | None = None):
-    """Draft, verify, accept: returns ``(drafts (B, k), n_accepted (B,), next_token (B,))``.  With ``stats``, adds
-    the wall time of drafting and of verifying (their ratio bounds the speedup: see mimo.infer.bench)."""
+    """Draft, verify, accept: returns ``(drafts (B, k), n_accepted (B,), next_token (B,), target logits
+    (B, k+1, V))``.  With ``stats``, adds the wall time of drafting and of verifying (their ratio bounds the
+    speedup: see mimo.infer.bench)."""
     t0 = time.perf_counter()
     drafts, q = draft(model, st, k, temperature, top_p, generator)
     t1 = time.perf_counter()
-    n, nxt = verify(model, st, drafts, q, temperature, top_p, generator)
+    n, nxt, logits = verify(model, st, drafts, q, temperature, top_p, generator)
     if stats is not None:
         stats.draft_seconds += t1 - t0
         stats.verify_seconds += time.perf_counter() - t1
-    return drafts, n, nxt
+    return drafts, n, nxt, logits
+
+
+def _token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float) -> list:
+    """log softmax(logits / T) of ``tokens``: logits (B, m, V), tokens (B, m) -> nested lists (B, m)."""
+    lp = torch.log_softmax(logits.float() / (temperature if temperature > 0 else 1.0), dim=-1)
+    return lp.gather(-1, tokens[..., None])[..., 0].tolist()
 
 
 # ---------------------------------------------------------------------------------------------------- the loop
@@ -216,11 +225,14 @@ def speculative_step(model, st: SpecState, k: int, temperature: float, top_p: fl
 def speculative_generate(model, input_ids: list[list[int]], max_new_tokens: int, temperature: float = 0.0,
                          top_p: float = 1.0, seed: int | None = None, stop_ids: list[int] | None = None,
                          num_draft: int | None = None, stats: GenerationStats | None = None, on_token=None,
-                         cache_slack: int | None = None) -> list[list[int]]:
+                         cache_slack: int | None = None, abort=None,
+                         logprobs: list[list[float]] | None = None) -> list[list[int]]:
     """Like :func:`mimo.infer.engine.generate` (same arguments, same output contract) with MTP drafting.
 
     ``num_draft``: draft depth k (default: every MTP layer of the model).  ``cache_slack``: extra KV slots beyond
     ``prompt + max_new_tokens + one chunk`` before holes are compacted (default: a quarter of max_new_tokens).
+    ``abort()`` is polled before every round (True: raise GenerationAborted); ``logprobs`` receives each emitted
+    token's log-prob under softmax(logits / T) of the main model, as in plain decoding.
     """
     t0 = time.perf_counter()
     n_layers = model.num_mtp_layers
@@ -264,6 +276,8 @@ def speculative_generate(model, input_ids: list[list[int]], max_new_tokens: int,
             on_token(b, t)
         return t in stops or len(out[b]) >= max_new_tokens
 
+    if logprobs is not None:
+        logprobs[:] = _token_logprobs(last_logits[:, None], first[:, None], temperature)  # [[lp_1], ...]
     done = [emit(b, t) for b, t in zip(rows, first.tolist())]
     while True:
         if any(done):
@@ -272,16 +286,23 @@ def speculative_generate(model, input_ids: list[list[int]], max_new_tokens: int,
                 break
             st.select(torch.tensor(keep, device=device))
             rows = [rows[i] for i in keep]
-        drafts, n, nxt = speculative_step(model, st, k, temperature, top_p, generator, stats)
+        if abort is not None and abort():
+            raise GenerationAborted()
+        drafts, n, nxt, logits = speculative_step(model, st, k, temperature, top_p, generator, stats)
         passes += 1
-        n_list, d_list, x_list = n.tolist(), drafts.tolist(), nxt.tolist()  # one device sync per round
+        emitted = torch.cat([drafts, nxt[:, None]], dim=1)  # (B, k+1): row b emits emitted[b, :n] + [nxt]
+        emitted[torch.arange(len(rows), device=device), n] = nxt
+        lps = _token_logprobs(logits, emitted, temperature) if logprobs is not None else None
+        n_list, e_list = n.tolist(), emitted.tolist()  # one device sync per round
         done = []
         for r, b in enumerate(rows):
             for i in range(k):
                 drafted[i] += 1
                 accepted[i] += int(n_list[r] > i)
             finished = False
-            for t in d_list[r][: n_list[r]] + [x_list[r]]:
+            for j, t in enumerate(e_list[r][: n_list[r] + 1]):
+                if lps is not None:
+                    logprobs[b].append(lps[r][j])
                 finished = emit(b, t)
                 if finished:
                     break

@@ -243,7 +243,9 @@ class MiMoForCausalLM(Qwen2PreTrainedModel, GenerationMixin):
             if n < 2:
                 break
             mask = None
-            if attention_mask is not None and attention_mask.dim() == 2 and not bool(attention_mask.all()):
+            if attention_mask is not None and attention_mask.dim() == 4:  # e.g. packed SFT's block-diagonal mask
+                mask = attention_mask[:, :, :n, :n]
+            elif attention_mask is not None and attention_mask.dim() == 2 and not bool(attention_mask.all()):
                 keep = attention_mask[:, :n].bool()
                 causal = torch.ones(n, n, dtype=torch.bool, device=keep.device).tril()
                 mask = causal[None, None] & keep[:, None, None, :]

@@ -26,17 +26,24 @@ from mimo.errors import MimoError
 from mimo.utils.io import atomic_open
 
 
-def save_model_dir(path: str | Path, model, tokenizer=None) -> Path:
-    """Save model (and tokenizer) in the Hugging Face layout, atomically (temp dir + rename)."""
-    path = Path(path)
+def _write_model(path: Path, model, tokenizer=None) -> None:
+    """Model (+ tokenizer) in the Hugging Face layout into an existing directory."""
+    _quiet_transformers()
+    unwrap(model).save_pretrained(str(path))
+    if tokenizer is not None:
+        tokenizer.save(path)
+
+
+def _fresh_tmp(path: Path) -> Path:
     tmp = path.parent / f".{path.name}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    _quiet_transformers()
-    unwrap(model).save_pretrained(str(tmp))
-    if tokenizer is not None:
-        tokenizer.save(tmp)
+    return tmp
+
+
+def _replace_dir(tmp: Path, path: Path) -> None:
+    """Move ``tmp`` to ``path``, replacing an existing directory (the old one is removed only afterwards)."""
     if path.exists():
         old = path.parent / f".{path.name}.old"
         if old.exists():
@@ -46,6 +53,14 @@ def save_model_dir(path: str | Path, model, tokenizer=None) -> Path:
         shutil.rmtree(old)
     else:
         os.replace(tmp, path)
+
+
+def save_model_dir(path: str | Path, model, tokenizer=None) -> Path:
+    """Save model (and tokenizer) in the Hugging Face layout, atomically (temp dir + rename)."""
+    path = Path(path)
+    tmp = _fresh_tmp(path)
+    _write_model(tmp, model, tokenizer)
+    _replace_dir(tmp, path)
     return path
 
 
@@ -99,20 +114,12 @@ class CheckpointManager:
 
         name = f"step_{step:06d}"
         final = self.dir / name
-        tmp = self.dir / f".{name}.tmp"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
-        _quiet_transformers()
-        unwrap(model).save_pretrained(str(tmp))
-        if tokenizer is not None:
-            tokenizer.save(tmp)
+        tmp = _fresh_tmp(final)
+        _write_model(tmp, model, tokenizer)
         if config is not None:
             save_yaml(tmp / "config.yaml", config)
         torch.save({"step": step, **state}, tmp / "trainer_state.pt")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        _replace_dir(tmp, final)
         with atomic_open(self.dir / "latest", "w") as f:
             f.write(name + "\n")
         self._prune()
@@ -125,6 +132,17 @@ class CheckpointManager:
         if not (path / "trainer_state.pt").is_file():
             raise MimoError(f"{path}: incomplete checkpoint (no trainer_state.pt)")
         return path, torch.load(path / "trainer_state.pt", map_location="cpu", weights_only=False)
+
+    def restore(self, model, optimizer=None, path: str | Path | None = None) -> tuple[Path, dict]:
+        """Load the latest (or given) checkpoint's weights into ``model`` and optimizer state into ``optimizer``;
+        returns ``(path, trainer state)`` for the stage's own fields (step, data position, RNG, ...)."""
+        from safetensors.torch import load_file
+
+        path, state = self.load_state(path)
+        unwrap(model).load_state_dict(load_file(str(path / "model.safetensors")), strict=False)
+        if optimizer is not None and "optimizer" in state:
+            optimizer.load_state_dict(state["optimizer"])
+        return path, state
 
     def _prune(self) -> None:
         if self.keep <= 0:

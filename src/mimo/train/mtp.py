@@ -111,7 +111,7 @@ def _loss_fn(layers: range, targets: str):
     return fn
 
 
-def _prepare_data(cfg: MtpConfig, tok, out: Path) -> tuple[TokenStream, TokenStream]:
+def _prepare_data(cfg: MtpConfig, tok, out: Path, rope_theta: float) -> tuple[TokenStream, TokenStream]:
     if cfg.data is not None:
         train_dir = Path(cfg.data)
     else:
@@ -120,7 +120,7 @@ def _prepare_data(cfg: MtpConfig, tok, out: Path) -> tuple[TokenStream, TokenStr
         train_dir = out / "data" / f"stage{cfg.toy_stage}"
         if not (train_dir / "index.json").is_file():
             print(f"[train-mtp] building toy corpus stage {cfg.toy_stage} -> {train_dir}", flush=True)
-            build_stage_shards(cfg.toy, tok, cfg.toy_stage - 1, train_dir)
+            build_stage_shards(cfg.toy, tok, cfg.toy_stage - 1, train_dir, shape=(cfg.seq_len, rope_theta))
     if cfg.eval_data is not None:
         held_dir = Path(cfg.eval_data)
     else:
@@ -145,7 +145,7 @@ def main(cfg: MtpConfig) -> dict:
     base, tok = load_model_dir(cfg.init_from, device=device)
     if tok is None:
         raise MimoError(f"{cfg.init_from}: no tokenizer in the model directory")
-    train, held = _prepare_data(cfg, tok, out)
+    train, held = _prepare_data(cfg, tok, out, base.config.rope_theta_value)
     save_yaml(out / "config.yaml", {"mtp": to_dict(cfg)})
     model, params = grow_mtp_layers(base, cfg.num_mtp_layers, cfg.train_first)
     del base
@@ -154,11 +154,7 @@ def main(cfg: MtpConfig) -> dict:
     ckpt = CheckpointManager(out, keep=cfg.keep_checkpoints)
     step, position = 0, 0
     if cfg.resume:
-        from safetensors.torch import load_file
-
-        path, state = ckpt.load_state()
-        model.load_state_dict(load_file(str(path / "model.safetensors")), strict=True)
-        optimizer.load_state_dict(state["optimizer"])
+        path, state = ckpt.restore(model, optimizer)
         step, position = state["step"], state["position"]
         set_rng_state(state["rng"])
         print(f"[train-mtp] resumed from {path} at step {step}", flush=True)

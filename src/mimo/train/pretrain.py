@@ -21,7 +21,7 @@ import torch
 
 from mimo.config import F, save_yaml, stage_cli, to_dict
 from mimo.data.shards import TokenStream
-from mimo.data.toy import ToyCorpus, build_heldout_shards, build_stage_shards, build_tokenizer
+from mimo.data.toy import ToyCorpus, build_heldout_shards, build_stages, build_tokenizer
 from mimo.errors import MimoError
 from mimo.model import MiMoForCausalLM, ModelSpec
 from mimo.tokenizer import Tokenizer
@@ -89,11 +89,9 @@ def _prepare_data(cfg: PretrainConfig, info: dist.DistInfo, out: Path) -> tuple[
             print(f"[pretrain] training the toy BPE tokenizer -> {tok_dir}", flush=True)
             build_tokenizer(cfg.toy, tok_dir)
         tok = Tokenizer.load(tok_dir)
-        for i in needs_toy:
-            d = out / "data" / f"stage{i + 1}"
-            if not (d / "index.json").is_file():
-                print(f"[pretrain] building toy corpus stage {i + 1} -> {d}", flush=True)
-                build_stage_shards(cfg.toy, tok, i, d)
+        if needs_toy and not all((out / "data" / f"stage{i + 1}" / "index.json").is_file() for i in needs_toy):
+            print(f"[pretrain] building the toy corpus -> {out / 'data'}", flush=True)
+            build_stages(cfg.toy, tok, out / "data", [(s.seq_len, s.rope_theta) for s in cfg.stages])
         if cfg.eval_data is None and not (out / "data" / "heldout" / "index.json").is_file():
             build_heldout_shards(cfg.toy, tok, out / "data" / "heldout")
     dist.barrier(info)
@@ -165,11 +163,7 @@ def main(cfg: PretrainConfig) -> dict:
 
     step, positions = 0, [0] * len(cfg.stages)
     if cfg.resume:
-        path, state = ckpt.load_state()
-        from safetensors.torch import load_file
-
-        unwrap(model).load_state_dict(load_file(str(path / "model.safetensors")), strict=False)
-        optimizer.load_state_dict(state["optimizer"])
+        path, state = ckpt.restore(model, optimizer)
         step, positions = state["step"], state["positions"]
         set_rng_state(state["rng"])
         if info.is_main:
@@ -182,7 +176,7 @@ def main(cfg: PretrainConfig) -> dict:
     multiple = cfg.micro_batch_size * info.world_size
     autocast = torch.bfloat16 if cfg.dtype == "bfloat16" and info.device.type == "cuda" else None
     logger = MetricsLogger(out if info.is_main else None, total_steps=last, print_every=cfg.log_every,
-                           tensorboard=info.is_main)
+                           tensorboard=info.is_main, resume_step=step if cfg.resume else None)
     current_stage = -1
     result: dict = {}
     while step < last:

@@ -25,8 +25,10 @@ def _open_text(path: Path):
     return open(path, encoding="utf-8")
 
 
-def iter_jsonl(path: str | os.PathLike, *, bad_lines: list[tuple[int, str]] | None = None) -> Iterator[dict]:
-    """Yield one dict per non-blank line of a JSONL (or ``.jsonl.gz``) file.
+def iter_jsonl(path: str | os.PathLike, *, bad_lines: list[tuple[int, str]] | None = None,
+               with_lineno: bool = False) -> Iterator:
+    """Yield one dict per non-blank line of a JSONL (or ``.jsonl.gz``) file (``(lineno, dict)`` with
+    ``with_lineno``).
 
     A line that is not a JSON object raises ``MimoError("FILE:LINE: ...")``.  When ``bad_lines`` is a list, bad
     lines are appended to it as ``(line_number, reason)`` and skipped instead (the caller reports them).
@@ -52,7 +54,7 @@ def iter_jsonl(path: str | os.PathLike, *, bad_lines: list[tuple[int, str]] | No
                     raise MimoError(f"{path}:{lineno}: {reason}")
                 bad_lines.append((lineno, reason))
                 continue
-            yield obj
+            yield (lineno, obj) if with_lineno else obj
 
 
 def read_jsonl(path: str | os.PathLike, **kwargs: Any) -> list[dict]:

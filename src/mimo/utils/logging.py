@@ -59,7 +59,7 @@ class MetricsLogger:
     """Writes ``metrics.jsonl`` (append, one record per call) and TensorBoard scalars; prints one line per step."""
 
     def __init__(self, out_dir: str | Path | None, total_steps: int | None = None, print_every: int = 1,
-                 tensorboard: bool = True, prefix: str = "", stream=None):
+                 tensorboard: bool = True, prefix: str = "", stream=None, resume_step: int | None = None):
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.total = total_steps
         self.print_every = max(1, print_every)
@@ -71,13 +71,29 @@ class MetricsLogger:
         self._tb = None
         if self.out_dir is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            if resume_step is not None:
+                self._truncate(resume_step)
             if tensorboard:
                 try:
                     from torch.utils.tensorboard import SummaryWriter
 
-                    self._tb = SummaryWriter(str(self.out_dir / "tb"))
+                    purge = resume_step + 1 if resume_step is not None else None
+                    self._tb = SummaryWriter(str(self.out_dir / "tb"), purge_step=purge)
                 except Exception:  # tensorboard not installed: JSONL only
                     self._tb = None
+
+    def _truncate(self, step: int) -> None:
+        """Resuming from a checkpoint at ``step``: drop records of later steps (they will be redone), so the log
+        neither repeats nor loses a step."""
+        from mimo.utils.io import atomic_open
+
+        path = self.out_dir / "metrics.jsonl"
+        if not path.is_file():
+            return
+        keep = [line for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and json.loads(line).get("step", 0) <= step]
+        with atomic_open(path, "w", encoding="utf-8") as f:
+            f.write("".join(line + "\n" for line in keep))
 
     def log(self, step: int, print_line: bool | None = None, **metrics: Any) -> dict:
         now = time.perf_counter()

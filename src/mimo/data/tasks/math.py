@@ -49,6 +49,28 @@ class MathProblem:
         """Reference assistant turn in MiMo's format (``<think>`` steps ``</think>`` answer)."""
         return assistant_text(self.reasoning() if with_reasoning else None, self.final_answer())
 
+    def noisy_steps(self, rng: random.Random) -> tuple[tuple[str, ...], str]:
+        """Worked steps with one arithmetic slip (an imperfect teacher): one step's result is off by a small amount
+        and later steps carry the wrong value on correctly.  Returns ``(steps, wrong final answer)``."""
+        k = rng.randrange(len(self.steps))
+        out, carry = [], None
+        for i, step in enumerate(self.steps):
+            lhs, rhs = step.split(" = ")
+            a, op, b = lhs.split(" ")
+            a = int(a) if carry is None else carry
+            b = int(b)
+            value = a + b if op == "+" else a - b if op == "-" else a * b
+            if i == k:
+                value += rng.choice([-10, -2, -1, 1, 2, 10])
+            out.append(f"{a} {op} {b} = {value}")
+            carry = value
+        return tuple(out), str(carry)
+
+    def noisy_response(self, rng: random.Random) -> str:
+        """An assistant turn with one arithmetic slip (see :meth:`noisy_steps`)."""
+        steps, answer = self.noisy_steps(rng)
+        return assistant_text("\n".join(steps), f"The answer is \\boxed{{{answer}}}.")
+
     def pretrain_text(self, with_reasoning: bool = True) -> str:
         """A plain-text document for pretraining: question, worked steps (optional), boxed answer."""
         body = f"{self.reasoning()}\n{self.final_answer()}" if with_reasoning else self.final_answer()

@@ -1,0 +1,386 @@
+"""The code judge's runner: the one program that runs *inside* the sandbox (standard library only).
+
+The judge (:mod:`mimo.rewards.sandbox`) starts ``python -I -S runner.py --checker-fd N [--check-uid C]`` inside
+bubblewrap as the sandbox's root with only CAP_SETUID/SETGID/KILL, and keeps it for many jobs (a job = one program
+and its tests) so that the sandbox and interpreter start-up is paid once per worker, not once per sample.  Three
+kinds of process:
+
+* the **runner** (``main``): reads jobs -- the untrusted code, the tests' *inputs* and a fresh uid ``U``, never the
+  expected outputs -- one JSON line each from stdin, forks one **solution** process per test, enforces the
+  per-test wall clock and the output caps, then kills whatever the test left running, empties ``/tmp`` and writes
+  a JSON report line per test.  It keeps uid 0, so the solution can neither signal, ptrace nor read it.
+* a **solution** process per test: drops to uid ``U`` (RLIMIT_NPROC is ignored for uid 0), sets rlimits, then runs
+  the untrusted code: as ``__main__`` on the test's stdin (``stdin`` tests), as a call of a named function or
+  ``Solution`` method whose return value goes out as tagged JSON on fd 3 (``call`` tests), or as an RPC server of
+  its entry point on a socket (``serve``, for assert tests).
+* the **checker**, forked at start-up before the runner reads anything (so it never holds code or inputs), running
+  as uid ``C``.  It gets each job's trusted check code (e.g. HumanEval's ``check(candidate)``) straight from the
+  judge on the ``--checker-fd`` socket and runs it with ``candidate`` bound to a proxy whose calls go to the
+  solution process.  Return values cross as JSON and are rebuilt by :func:`decode`, so a rigged ``__eq__`` or a
+  monkeypatched comparison in the solution process never reaches the assertions.
+
+The value codec (:func:`encode` in the solution, :func:`decode` wherever values are compared) is plain JSON plus
+``{"$t": kind, "v": ...}`` tags for tuple, set, frozenset, dict (any keys), bytes, complex and non-finite floats.
+:func:`decode` only ever builds those built-in types, so it is safe on hostile input.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import math
+import os
+import resource
+import selectors
+import shutil
+import signal
+import socket
+import sys
+import time
+import traceback
+
+EXIT_MEMORY = 102  # the solution raised MemoryError (RLIMIT_AS)
+EXIT_UNENCODABLE = 103  # a call test returned a value the codec cannot carry
+EXIT_RUNNER_BUG = 120  # our own code failed in the forked child before the solution ran
+STDERR_KEEP = 4096  # bytes of stderr kept (the tail: where tracebacks end)
+
+if __package__:  # imported by the judge as mimo.rewards.runner
+    from mimo.rewards.checker import MESSAGE_LIMIT, checker_main, decode, dumps_value, encode
+else:  # the script inside the sandbox, with checker.py beside it (-I leaves the script's folder off sys.path)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from checker import MESSAGE_LIMIT, checker_main, decode, dumps_value, encode
+
+
+# ---------------------------------------------------------------------------------------- the solution process
+
+
+def _exit_builtin(code=None):  # `exit()`/`quit()` come from the site module, which -S skips
+    raise SystemExit(code)
+
+
+def _limit(which: int, soft: int, hard: int | None = None) -> None:
+    hard = soft if hard is None else hard
+    try:
+        resource.setrlimit(which, (soft, hard))
+    except (ValueError, OSError):  # above the inherited hard limit: keep that one
+        cur_hard = resource.getrlimit(which)[1]
+        resource.setrlimit(which, (min(soft, cur_hard), cur_hard))
+
+
+def _become_untrusted(limits: dict, uid: int | None, workdir: str) -> None:
+    os.setsid()
+    os.chdir(workdir)
+    mib = 1 << 20
+    cpu = max(1, math.ceil(limits["cpu"]))
+    _limit(resource.RLIMIT_CPU, cpu, cpu + 1)  # SIGXCPU at the soft limit, SIGKILL one second later
+    _limit(resource.RLIMIT_AS, limits["memory_mb"] * mib)
+    _limit(resource.RLIMIT_STACK, min(limits["stack_mb"], limits["memory_mb"]) * mib)
+    _limit(resource.RLIMIT_FSIZE, limits["file_size_mb"] * mib)
+    _limit(resource.RLIMIT_NOFILE, limits["open_files"])
+    _limit(resource.RLIMIT_CORE, 0)
+    _limit(resource.RLIMIT_MSGQUEUE, 0)  # POSIX message queues would outlive the test
+    if uid is not None:  # after this the process holds no capability and cannot signal the runner
+        _limit(resource.RLIMIT_NPROC, limits["processes"])
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+
+
+_OLD_STDIO: list = []
+
+
+def _fresh_stdio() -> None:
+    # Keep the runner's stdio objects alive: finalizing them would close fds 0-2, which are now the test's.
+    _OLD_STDIO.extend([sys.stdin, sys.stdout, sys.stderr])
+    sys.stdin = sys.__stdin__ = open(0, "r", encoding="utf-8", errors="replace", closefd=False)
+    sys.stdout = sys.__stdout__ = open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
+    sys.stderr = sys.__stderr__ = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False,
+                                       buffering=1)
+    builtins.exit = builtins.quit = _exit_builtin
+
+
+def _load(code: str, name: str) -> dict:
+    namespace = {"__name__": name, "__builtins__": builtins}
+    exec(compile(code, "<solution>", "exec"), namespace)
+    return namespace
+
+
+def _callable_for(namespace: dict, fn_name: str):
+    cls = namespace.get("Solution")
+    if isinstance(cls, type) and hasattr(cls, fn_name):  # LeetCode style: a method of class Solution
+        return getattr(cls(), fn_name)
+    fn = namespace.get(fn_name)
+    if not callable(fn):
+        raise NameError(f"the solution defines no function {fn_name!r}")
+    return fn
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _solution_main(code: str, test: dict) -> int:
+    """Run the untrusted code for one test; returns the exit status (the caller flushes and ``os._exit``s)."""
+    mode = test["mode"]
+    if mode == "stdin":
+        _load(code, "__main__")
+        return 0
+    namespace = _load(code, "solution")
+    if mode == "call":
+        fn = _callable_for(namespace, test["fn_name"])
+        default_digits = sys.get_int_max_str_digits()
+        sys.set_int_max_str_digits(0)  # arguments may be big integers; the program itself runs with the default
+        args = [json.loads(line) for line in test["args"].split("\n") if line.strip()]
+        sys.set_int_max_str_digits(default_digits)
+        value = fn(*args)
+        sys.set_int_max_str_digits(0)
+        try:
+            text = dumps_value(value)
+        except (TypeError, ValueError, RecursionError) as e:
+            print(f"UnencodableResult: {e}", file=sys.stderr)
+            return EXIT_UNENCODABLE
+        _write_all(3, text.encode())
+        return 0
+    # serve: answer the checker's calls until it hangs up
+    conn = socket.socket(fileno=3)
+    reader = conn.makefile("rb")
+    try:
+        fn = _callable_for(namespace, test["entry_point"])
+    except Exception as e:
+        conn.sendall(json.dumps({"error": f"{type(e).__name__}: {e}"}).encode() + b"\n")
+        return 1
+    conn.sendall(b'{"ready":true}\n')
+    sys.set_int_max_str_digits(0)
+    while True:
+        line = reader.readline(MESSAGE_LIMIT)
+        if not line:
+            return 0
+        request = json.loads(line)
+        args, kwargs = decode(request["args"]), decode(request["kwargs"])
+        try:
+            value = fn(*args, **kwargs)
+        except (Exception, SystemExit) as e:  # the candidate raised: the check sees the exception
+            value, reply = None, {"raise": f"{type(e).__name__}: {e}"[:2000]}
+        else:
+            reply = None
+        try:
+            data = json.dumps(reply or {"ok": encode(value)}, allow_nan=False, separators=(",", ":"))
+        except (TypeError, ValueError, RecursionError) as e:
+            data = json.dumps({"unencodable": str(e)[:200]})
+        conn.sendall(data.encode() + b"\n")
+
+
+def _solution(code: str, test: dict, limits: dict, uid: int | None, workdir: str, fds: dict[int, int]) -> None:
+    """The forked child: wire its fds, drop privileges, run the code, exit with a status the runner decodes."""
+    status = EXIT_RUNNER_BUG
+    try:
+        high = {target: os.dup(src) for target, src in fds.items()}  # sources may collide with targets
+        for target, src in high.items():
+            os.dup2(src, target)
+        os.closerange(max(fds) + 1, 1 << 16)
+        _become_untrusted(limits, uid, workdir)
+        _fresh_stdio()
+        status = -1
+        status = _solution_main(code, test)
+    except MemoryError:
+        status = EXIT_MEMORY
+    except SystemExit as e:
+        status = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if isinstance(e.code, str):
+            print(e.code, file=sys.stderr)
+    except BaseException:  # the solution's exception: a traceback on stderr, like `python solution.py`
+        if status == -1:
+            status = 1
+        try:
+            traceback.print_exc()
+        except BaseException:
+            pass
+    finally:
+        try:
+            sys.stdout.flush()
+        except BaseException:
+            pass
+        os._exit(status & 0xFF if status >= 0 else 1)
+
+
+# ------------------------------------------------------------------------------------------------- the runner
+
+
+def _memfd_with(data: bytes) -> int:
+    fd = os.memfd_create("stdin")
+    _write_all(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def _kill_leftovers(uid: int | None, keep: set[int]) -> None:
+    """Kill whatever the solution left behind (daemons, a fork bomb's remains) and reap nothing else."""
+    if uid is None:
+        return
+    strays = [p for p in os.listdir("/proc") if p.isdigit() and int(p) not in keep]
+    if not strays:
+        return
+    pid = os.fork()
+    if pid == 0:  # as uid U, kill(-1) reaches exactly the solution's processes
+        try:
+            os.setresuid(uid, uid, uid)
+            for _ in range(10000):
+                os.kill(-1, signal.SIGKILL)
+        except BaseException:
+            pass
+        os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def _clean_dir(path: str) -> None:
+    for entry in os.listdir(path):
+        full = os.path.join(path, entry)
+        if os.path.isdir(full) and not os.path.islink(full):
+            shutil.rmtree(full, ignore_errors=True)
+        else:
+            try:
+                os.unlink(full)
+            except OSError:
+                pass
+
+
+def _run_test(code: str, test: dict, index: int, job: dict, control: socket.socket | None) -> dict:
+    limits, uid, workdir = job["limits"], job["uid"], job["workdir"]
+    mode = test["mode"]
+    stdin_fd = _memfd_with(test.get("input", "").encode()) if mode == "stdin" else os.open(os.devnull, os.O_RDONLY)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    fds = {0: stdin_fd, 1: out_w, 2: err_w}
+    res_r = None
+    if mode == "call":
+        res_r, res_w = os.pipe()
+        fds[3] = res_w
+    elif mode == "serve":
+        ours, theirs = socket.socketpair()
+        socket.send_fds(control, [json.dumps({"job": job["job"], "i": index}).encode()], [ours.fileno()])
+        ours.close()
+        fds[3] = theirs.detach()
+    start = time.monotonic()
+    pid = os.fork()
+    if pid == 0:
+        _solution(code, test, limits, uid, workdir, fds)
+    for fd in fds.values():
+        os.close(fd)
+    pidfd = os.pidfd_open(pid)
+    buffers = {out_r: bytearray(), err_r: bytearray()}
+    caps = {out_r: limits["output_bytes"], err_r: STDERR_KEEP}
+    if res_r is not None:
+        buffers[res_r], caps[res_r] = bytearray(), limits["output_bytes"]
+    sel = selectors.DefaultSelector()
+    for fd in buffers:
+        os.set_blocking(fd, False)
+        sel.register(fd, selectors.EVENT_READ)
+    sel.register(pidfd, selectors.EVENT_READ)
+    status, exited, deadline = None, False, start + limits["time"]
+    while status is None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            status = "timeout"
+            break
+        for key, _ in sel.select(remaining):
+            if key.fd == pidfd:
+                exited = True
+            elif not _drain(key.fd, buffers[key.fd], caps[key.fd], sel, keep_tail=key.fd == err_r):
+                status = "output_limit"
+        if exited:
+            for fd in buffers:  # what the child wrote just before exiting (grandchildren may hold the pipes)
+                if fd in sel.get_map() and not _drain(fd, buffers[fd], caps[fd], sel, keep_tail=fd == err_r):
+                    status = "output_limit"
+            status = status or "exited"
+    if status != "exited":
+        os.kill(pid, signal.SIGKILL)
+    _, wstatus, usage = os.wait4(pid, 0)
+    wall = time.monotonic() - start
+    _kill_leftovers(uid, keep={1, os.getpid(), job.get("checker_pid", 0)})
+    _clean_dir(workdir)
+    sel.close()
+    for fd in (*buffers, pidfd):
+        os.close(fd)
+    report = {
+        "i": index, "status": status, "wall": round(wall, 4), "cpu": round(usage.ru_utime + usage.ru_stime, 4),
+        "maxrss_kb": usage.ru_maxrss, "code": None, "signal": None,
+        "stdout": buffers[out_r].decode("utf-8", errors="replace"),
+        "stderr": buffers[err_r][-STDERR_KEEP:].decode("utf-8", errors="replace"),
+        "result": buffers[res_r].decode("utf-8", errors="replace") if res_r is not None else None,
+    }
+    if os.WIFEXITED(wstatus):
+        report["code"] = os.WEXITSTATUS(wstatus)
+    elif os.WIFSIGNALED(wstatus):
+        report["signal"] = os.WTERMSIG(wstatus)
+    return report
+
+
+def _drain(fd: int, buf: bytearray, cap: int, sel: selectors.BaseSelector, keep_tail: bool) -> bool:
+    """Read what is available; False when ``buf`` would pass ``cap`` (stderr keeps its tail instead)."""
+    while True:
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            return True
+        if not chunk:
+            sel.unregister(fd)
+            return True
+        buf += chunk
+        if len(buf) > cap:
+            if keep_tail:
+                del buf[:-cap]
+            else:
+                return False
+
+
+# ----------------------------------------------------------------------------------------------------- main
+
+
+def _ipc_leftovers() -> bool:
+    """SysV IPC objects outlive their processes; the judge restarts a sandbox that has any."""
+    for kind in ("shm", "sem", "msg"):
+        try:
+            with open(f"/proc/sysvipc/{kind}") as f:
+                if len(f.read().strip().splitlines()) > 1:
+                    return True
+        except OSError:
+            pass
+    return False
+
+
+def main(argv: list[str]) -> int:
+    """Serve jobs, one JSON line each on stdin, until EOF: a report line per test, then ``{"job", "done"}``."""
+    check_uid = int(argv[argv.index("--check-uid") + 1]) if "--check-uid" in argv else None
+    channel_fd = int(argv[argv.index("--checker-fd") + 1])
+    # Fork the checker before reading anything: it never holds the code or the inputs of any job.
+    control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    checker_pid = os.fork()
+    if checker_pid == 0:
+        control.close()
+        try:
+            checker_main(socket.socket(fileno=channel_fd), theirs, check_uid)
+        finally:
+            os._exit(0)
+    theirs.close()
+    os.close(channel_fd)
+    out = sys.stdout.buffer
+    for line in sys.stdin.buffer:
+        job = json.loads(line)
+        job["checker_pid"] = checker_pid
+        for index, test in enumerate(job["tests"]):
+            report = _run_test(job["code"], test, test.get("i", index), job, control)
+            report["job"] = job["job"]
+            out.write(json.dumps(report).encode() + b"\n")
+            out.flush()
+        out.write(json.dumps({"job": job["job"], "done": True, "ipc": _ipc_leftovers()}).encode() + b"\n")
+        out.flush()
+        del job, line
+    control.close()
+    os.waitpid(checker_pid, 0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

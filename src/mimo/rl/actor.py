@@ -1,0 +1,141 @@
+"""The policy update of MiMo's GRPO: turn scored groups into padded tensors and take the gradient steps.
+
+One RL iteration trains on ``batch_size`` groups (prompts x ``group_size`` responses).  The batch is shuffled into
+mini-batches of ``mini_batch_groups`` prompts and each mini-batch is one optimizer step (the 7B recipe: 512
+prompts, mini-batch 32 -> 16 gradient updates per iteration), micro-batched for memory with the token count of the
+whole mini-batch as the denominator (token-level normalisation, :func:`mimo.rl.loss.policy_loss`).  The importance
+ratio is taken against the log-probs the rollout policy recorded while sampling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Sequence
+
+import torch
+
+from mimo.config import F
+from mimo.rl.loss import group_advantages, policy_loss
+
+
+@dataclasses.dataclass
+class Sample:
+    """One response: ``prompt_ids + response_ids``, the rollout policy's log-prob of each response token."""
+
+    prompt_ids: list[int]
+    response_ids: list[int]
+    logprobs: list[float]
+    reward: float = 0.0
+    text: str = ""
+    truncated: bool = False
+    reason: str = ""
+    verdicts: tuple[str, ...] = ()  # code: per-test verdicts
+
+
+@dataclasses.dataclass
+class Group:
+    problem_id: str
+    samples: list[Sample]
+    kind: str = "math"
+
+    @property
+    def rewards(self) -> list[float]:
+        return [s.reward for s in self.samples]
+
+
+@dataclasses.dataclass
+class ActorConfig:
+    """Policy-update hyper-parameters (MiMo 7B values in the mimo-7b preset)."""
+
+    lr: float = F(1e-6, "learning rate (constant)")
+    mini_batch_groups: int = F(32, "prompts per optimizer step (7B: 32 of 512 -> 16 updates per iteration)")
+    micro_batch_size: int = F(16, "sequences per forward/backward")
+    epochs: int = F(1, "passes over each iteration's batch")
+    eps_low: float = F(0.2, "lower clip range of the importance ratio")
+    eps_high: float = F(0.28, "upper clip range (clip-higher: eps_high > eps_low)")
+    kl_coef: float = F(0.0, "KL penalty against the initial policy (MiMo: none)")
+    grad_clip: float = F(1.0, "gradient-norm clip")
+    weight_decay: float = F(0.0, "AdamW weight decay")
+    temperature: float = F(1.0, "rollout temperature (log-probs are computed at the same temperature)")
+
+
+def pad_batch(samples: Sequence[Sample], pad_id: int, device="cpu") -> dict[str, torch.Tensor]:
+    """Right-padded ``input_ids (B, T)``; ``mask``, ``old_logprobs`` (B, T-1) aligned with next-token targets."""
+    lengths = [len(s.prompt_ids) + len(s.response_ids) for s in samples]
+    T = max(lengths)
+    ids = torch.full((len(samples), T), pad_id, dtype=torch.long)
+    mask = torch.zeros(len(samples), T - 1)
+    old = torch.zeros(len(samples), T - 1)
+    for b, s in enumerate(samples):
+        seq = s.prompt_ids + s.response_ids
+        ids[b, : len(seq)] = torch.tensor(seq)
+        start = len(s.prompt_ids) - 1  # logits at position p predict token p + 1
+        n = len(s.response_ids)
+        mask[b, start:start + n] = 1.0
+        old[b, start:start + n] = torch.tensor(s.logprobs[:n], dtype=torch.float32)
+    return {"input_ids": ids.to(device), "mask": mask.to(device), "old_logprobs": old.to(device)}
+
+
+def token_logprobs(model, input_ids: torch.Tensor, temperature: float = 1.0,
+                   with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-prob of each next token (B, T-1) under ``softmax(logits / temperature)``, and optionally the entropy."""
+    logits = model(input_ids=input_ids).logits[:, :-1].float() / temperature  # (B, T-1, V)
+    logp_all = torch.log_softmax(logits, dim=-1)
+    logp = logp_all.gather(-1, input_ids[:, 1:, None])[..., 0]  # (B, T-1)
+    entropy = None
+    if with_entropy:
+        with torch.no_grad():
+            entropy = -(logp_all.exp() * logp_all).sum(-1)  # (B, T-1)
+    return logp, entropy
+
+
+def update_policy(model, optimizer, groups: Sequence[Group], cfg: ActorConfig, pad_id: int, seed: int = 0,
+                  ref_model=None) -> dict:
+    """Train on ``groups``: advantages per group, then ``epochs`` x mini-batch optimizer steps.  Returns the mean
+    of the per-step metrics (loss, clip fractions, approx KL, entropy, grad norm) and ``updates``."""
+    device = next(model.parameters()).device
+    for g in optimizer.param_groups:
+        g["lr"] = cfg.lr
+    adv = group_advantages(torch.tensor([g.rewards for g in groups], dtype=torch.float32))  # (G, n)
+    items = [(gi, s, float(adv[gi, si])) for gi, g in enumerate(groups) for si, s in enumerate(g.samples)]
+    rng = random.Random(seed)
+    totals: dict[str, float] = {}
+    updates = 0
+    model.train()
+    for _ in range(cfg.epochs):
+        order = list(range(len(groups)))
+        rng.shuffle(order)
+        for start in range(0, len(order), cfg.mini_batch_groups):
+            chosen = set(order[start:start + cfg.mini_batch_groups])
+            mb = [(s, a) for gi, s, a in items if gi in chosen]
+            num_tokens = float(sum(len(s.response_ids) for s, _ in mb))
+            optimizer.zero_grad(set_to_none=True)
+            step_metrics: dict[str, float] = {}
+            for m0 in range(0, len(mb), cfg.micro_batch_size):
+                micro = mb[m0:m0 + cfg.micro_batch_size]
+                batch = pad_batch([s for s, _ in micro], pad_id, device)
+                logp, ent = token_logprobs(model, batch["input_ids"], cfg.temperature, with_entropy=True)
+                ref = None
+                if ref_model is not None:
+                    with torch.no_grad():
+                        ref, _ = token_logprobs(ref_model, batch["input_ids"], cfg.temperature)
+                loss, metrics = policy_loss(
+                    logp, batch["old_logprobs"], torch.tensor([a for _, a in micro], device=device), batch["mask"],
+                    eps_low=cfg.eps_low, eps_high=cfg.eps_high, kl_coef=cfg.kl_coef, ref_logprobs=ref,
+                    entropy=ent, num_tokens=num_tokens)
+                loss.backward()
+                share = float(batch["mask"].sum()) / max(num_tokens, 1.0)
+                for k, v in metrics.items():
+                    # pg_loss is already a share of the mini-batch total; the rest are per-micro means
+                    step_metrics[k] = step_metrics.get(k, 0.0) + float(v) * (1.0 if k == "pg_loss" else share)
+            params = [p for g in optimizer.param_groups for p in g["params"]]
+            norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+            optimizer.step()
+            step_metrics["grad_norm"] = float(norm)
+            for k, v in step_metrics.items():
+                totals[k] = totals.get(k, 0.0) + v
+            updates += 1
+    out = {k: v / max(updates, 1) for k, v in totals.items()}
+    out["updates"] = updates
+    return out

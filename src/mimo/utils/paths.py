@@ -1,0 +1,21 @@
+"""Where things live: the shared evaluation-data folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def eval_data_dir() -> Path | None:
+    """The evaluation-data folder (MATH-500, AIME, LiveCodeBench prompts, HumanEval): ``$MIMO_EVAL_DATA``, else
+    ``shared/data`` beside this checkout or one of its ancestors (``../shared/data`` for a clone beside
+    ``shared/``); None when absent."""
+    env = os.environ.get("MIMO_EVAL_DATA")
+    if env:
+        return Path(env) if Path(env).is_dir() else None
+    for start in (Path.cwd(), Path(__file__).resolve()):
+        for parent in [start, *start.parents]:
+            cand = parent / "shared" / "data"
+            if (cand / "math500_test.jsonl").is_file():
+                return cand
+    return None

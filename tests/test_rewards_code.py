@@ -1,0 +1,152 @@
+"""Code judge: the three test formats, verdicts, comparisons, the code reward, and all of HumanEval."""
+
+from __future__ import annotations
+
+import doctest
+import gzip
+import json
+
+import pytest
+
+import mimo.rewards.code as code_mod
+from mimo.errors import MimoError
+from mimo.rewards import checker
+from mimo.rewards.code import code_reward, extract_code, judge, outputs_match, values_match
+from mimo.rewards.pool import RewardPool
+from mimo.rewards.sandbox import Sandbox
+
+
+def test_doctests():
+    assert doctest.testmod(code_mod).failed == 0
+
+
+def test_stdin_tests_compare_lines_tokens_and_floats():
+    code = "a, b = map(float, input().split())\nprint(a / b)\nprint('done')\n"
+    tests = [
+        {"testtype": "stdin", "input": "1 3\n", "output": "0.333333333\ndone\n"},  # float within 1e-6
+        {"testtype": "stdin", "input": "1 4\n", "output": "0.25 \n  done"},        # whitespace
+        {"testtype": "stdin", "input": "1 2\n", "output": "0.6\ndone"},            # wrong
+        {"testtype": "stdin", "input": "1 0\n", "output": "inf\ndone"},            # ZeroDivisionError
+        {"testtype": "stdin", "input": "", "output": ""},                          # EOFError
+    ]
+    r = judge(code, tests, time_limit=5)
+    assert r.verdicts == ["passed", "passed", "wrong_answer", "runtime_error", "runtime_error"]
+    assert "ZeroDivisionError" in r.details[3] and "EOFError" in r.details[4]
+    assert len(r.times) == 5 and all(t >= 0 for t in r.times)
+
+
+def test_functional_tests_named_function_and_solution_class():
+    fn = "def twice(xs, k):\n    return [x * k for x in xs], {'n': len(xs)}\n"
+    tests = [{"testtype": "functional", "input": "[1, 2]\n3", "output": "[[3, 6], {\"n\": 2}]"},
+             {"testtype": "functional", "input": "[]\n3", "output": "[[], {\"n\": 1}]"}]
+    assert judge(fn, tests, fn_name="twice").verdicts == ["passed", "wrong_answer"]
+    cls = ("class Solution:\n    def twoSum(self, nums, target):\n"
+           "        return (0, 1) if nums[0] + nums[1] == target else None\n")
+    tests = [{"testtype": "functional", "input": "[2, 7]\n9", "output": "[0, 1]", "fn_name": "twoSum"},
+             {"testtype": "functional", "input": "[2, 7]\n8", "output": "[0, 1]", "fn_name": "twoSum"}]
+    assert judge(cls, tests).verdicts == ["passed", "wrong_answer"]  # a tuple equals the JSON list, as in LCB
+    assert judge("def other(): pass\n", tests[:1]).verdicts == ["runtime_error"]  # no such function
+    big = {"testtype": "functional", "input": "5000", "output": "1" + "0" * 5000, "fn_name": "p"}
+    assert judge("def p(n):\n    return 10 ** n\n", [big]).verdicts == ["passed"]  # past the 4300-digit default
+
+
+def test_assert_tests_with_prelude_and_top_level_asserts():
+    prelude = "def helper(x):\n    return x + 1\n\ndef inc(x):\n    '''add one'''\n"
+    check = "def check(candidate):\n    for i in range(50):\n        assert candidate(i) == helper(i)\n"
+    tests = [{"testtype": "assert", "test": check, "entry_point": "inc", "prelude": prelude},
+             {"testtype": "assert", "test": "assert inc(1) == 2\nassert inc(-1) == 0\n", "entry_point": "inc"},
+             {"testtype": "assert", "test": "assert candidate(1) == 3\n", "entry_point": "inc"}]
+    assert judge("def inc(x):\n    return x + 1\n", tests).verdicts == ["passed", "passed", "wrong_answer"]
+    raising = judge("def inc(x):\n    raise ValueError('no')\n", tests[:1])
+    assert raising.verdicts == ["runtime_error"] and "ValueError" in raising.details[0]
+
+
+def test_codec_round_trip_and_rejects_junk():
+    value = [1, 2.5, float("inf"), "s", None, True, (1, (2,)), {1: "a", (2, 3): [4]}, {5}, frozenset({6}),
+             b"\x00\xff", 3 + 4j, 10 ** 4000]
+    assert checker.loads_value(checker.dumps_value(value)) == value
+    for junk in ['{"$t": "os.system", "v": "ls"}', '{"a": 1}', '{"$t": "set", "v": [[1]]}', "[" * 100000, "nan"]:
+        with pytest.raises(ValueError):
+            checker.loads_value(junk)
+
+
+def test_values_and_outputs_match():
+    assert values_match([1.0, (2, 3)], [1, [2, 3]]) and not values_match([1], [1, 1])
+    assert not values_match("1", 1) and values_match(True, True)
+    assert outputs_match("YES\n", "YES") and not outputs_match("YES", "NO")
+    assert not outputs_match("", "0")
+
+
+def test_extract_code_and_code_reward():
+    completion = ("<think>\nlet me try\n```python\nprint(1)\n```\n</think>\n"
+                  "Final:\n```python\nprint(int(input()) * 2)\n```")
+    assert extract_code(completion) == "print(int(input()) * 2)\n"
+    tests = [{"testtype": "stdin", "input": f"{i}", "output": f"{2 * i}"} for i in range(3)]
+    tests.append({"testtype": "stdin", "input": "x", "output": "xx"})
+    reference = {"tests": tests, "levels": [0, 0, 1, 2], "scheme": "soft"}
+    r = code_reward(completion, reference)
+    assert r.verdicts == ("passed", "passed", "passed", "runtime_error")
+    assert r.score == pytest.approx(2 / 3) and "runtime_error on test 3" in r.reason
+    assert code_reward(completion, {**reference, "scheme": "strict"}).score == pytest.approx(2 / 3)
+    assert code_reward(completion, {"tests": tests}).score == 0.0  # vanilla by default without levels
+    assert code_reward("<think>no code yet", reference).reason == "no_code"
+
+
+def test_malformed_tests_and_limits_are_user_errors():
+    with pytest.raises(MimoError, match=r"tests\[0\]: functional test needs 'fn_name'"):
+        judge("x = 1", [{"testtype": "functional", "input": "1", "output": "1"}])
+    with pytest.raises(MimoError, match=r"tests\[0\]"):
+        judge("x = 1", [{"testtype": "bogus"}])
+    with pytest.raises(MimoError, match="unknown judge limit 'time'"):
+        judge("x = 1", [], time=3)
+
+
+def test_refuses_without_bubblewrap_unless_unsafe(tmp_path):
+    with pytest.raises(MimoError, match="bubblewrap"):
+        Sandbox(bwrap=str(tmp_path / "no-bwrap"))
+    with pytest.warns(RuntimeWarning, match="WITHOUT a sandbox"):
+        box = Sandbox(bwrap=str(tmp_path / "no-bwrap"), unsafe=True)
+    try:
+        r = judge("print(int(input()) + 1)", [{"testtype": "stdin", "input": "1", "output": "2"}], sandbox=box)
+        assert r.verdicts == ["passed"]
+    finally:
+        box.close()
+
+
+# ------------------------------------------------------------------------------------------------ HumanEval
+
+def _humaneval(shared_data) -> list[dict]:
+    with gzip.open(shared_data / "HumanEval.jsonl.gz", "rt") as f:
+        return [json.loads(line) for line in f]
+
+
+def humaneval_test(problem: dict) -> dict:
+    return {"testtype": "assert", "test": problem["test"], "entry_point": problem["entry_point"],
+            "prelude": problem["prompt"]}
+
+
+def test_all_humaneval_canonical_solutions_pass_and_pass_bodies_fail(shared_data):
+    problems = _humaneval(shared_data)
+    assert len(problems) == 164
+    with RewardPool(workers=2) as pool:
+        good = [pool.submit("judge", p["prompt"] + p["canonical_solution"], {"tests": [humaneval_test(p)]})
+                for p in problems]
+        empty = [pool.submit("judge", p["prompt"] + "    pass\n", {"tests": [humaneval_test(p)]}) for p in problems]
+        good = [f.result() for f in good]
+        empty = [f.result() for f in empty]
+    failed = [(p["task_id"], r.verdicts, r.reason) for p, r in zip(problems, good) if r.verdicts != ("passed",)]
+    assert not failed, failed[:5]
+    passed = [p["task_id"] for p, r in zip(problems, empty) if r.verdicts != ("wrong_answer",)]
+    assert not passed, f"`pass` bodies not judged wrong_answer: {passed[:5]}"
+
+
+def test_mimo_judge_run_command(tmp_path, capsys):
+    from mimo.cli import main
+
+    (tmp_path / "sol.py").write_text("print(sum(map(int, input().split())))\n")
+    tests = [{"testtype": "stdin", "input": "1 2", "output": "3"}, {"testtype": "stdin", "input": "2 2", "output": "5"}]
+    (tmp_path / "tests.json").write_text(json.dumps(tests))
+    assert main(["judge", "run", "--code", str(tmp_path / "sol.py"), "--tests", str(tmp_path / "tests.json")]) == 1
+    out = capsys.readouterr().out
+    assert "test 0: passed" in out and "test 1: wrong_answer" in out and "1/2 passed" in out
+    assert main(["judge", "run", "--code", str(tmp_path / "missing.py"), "--tests", str(tmp_path / "tests.json")]) == 2
