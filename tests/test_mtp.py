@@ -56,7 +56,8 @@ def test_train_mtp_trains_new_layers_only_and_saves_k(pretrained, tmp_path, targ
         "init_from": str(pretrained), "out_dir": str(tmp_path), "num_mtp_layers": "3", "targets": targets,
         "toy.docs_per_source": "200", "toy.stage_tokens": "[30000]", "steps": "12", "seq_len": "64",
         "batch_size": "8", "micro_batch_size": "4", "lr": "0.01", "warmup_steps": "2", "decay_steps": "4",
-        "eval_every": "0", "eval_batches": "1", "accept_prompts": "2", "save_every": "6", "log_every": "100", "threads": "1"})
+        "eval_every": "0", "eval_batches": "1", "accept_prompts": "2", "save_every": "6", "log_every": "100",
+        "threads": "1"})
     mtp_main(cfg)
     base, _ = load_model_dir(pretrained)
     out, tok = load_model_dir(tmp_path / "final")
