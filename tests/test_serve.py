@@ -1,5 +1,6 @@
-"""``mimo serve``: a real server on loopback answers the ``openai`` client (plain and streaming, n > 1, stop
-strings); bad requests get 4xx with a message and the server keeps serving."""
+"""``mimo serve``: a real server on loopback answers the ``openai`` client (chat and completions, plain and
+streaming, n > 1, stop strings) and the RL rollout endpoint client (token-id prompts, log-probs); bad requests get
+4xx with a message and the server keeps serving."""
 
 from __future__ import annotations
 
@@ -95,6 +96,36 @@ def test_openai_client_n_and_stop_strings(served, client):
     assert [parts[i] for i in range(3)] == [c.message.content for c in cut.choices]
 
 
+def test_completions_plain_streaming_and_rollout_client(served, client):
+    server, model, tok = served
+    prompt = "Question: Compute 12 + 3.\nAnswer:"
+    r = client.completions.create(model=NAME, prompt=prompt, max_tokens=12, temperature=0)
+    ids = generate(model, [tok.encode(prompt)], 12, stop_ids=tok.stop_ids)[0]
+    assert r.choices[0].text == tok.decode([t for t in ids if t not in tok.stop_ids])
+    streamed = client.completions.create(model=NAME, prompt=prompt, max_tokens=12, temperature=0, stream=True)
+    assert "".join(c.choices[0].text for c in streamed if c.choices) == r.choices[0].text
+
+    # what mimo.rl.rollout.EndpointBackend sends: token ids in, token ids and log-probs out
+    from mimo.rl.rollout import EndpointBackend, GenParams, RolloutDone, RolloutRequest
+
+    p_ids = tok.chat_prompt("Compute 2 + 2.")
+    backend = EndpointBackend(server.url, model=NAME, num_workers=1)
+    backend.launch(RolloutRequest(task_id=7, prompt_ids=tuple(p_ids), num_samples=3, seed=5,
+                                  params=GenParams(max_new_tokens=10, temperature=0.8, stop_ids=(5,))))
+    done = backend.events.get(timeout=120)
+    assert isinstance(done, RolloutDone), getattr(backend, "last_error", done)
+    assert done.task_id == 7 and len(done.responses) == 3
+    for resp, lps in zip(done.responses, done.logprobs):
+        assert 0 < len(resp) <= 10 and len(lps) == len(resp)
+        with torch.no_grad():  # the log-probs are the policy's, at temperature 0.8
+            logits = model(input_ids=torch.tensor([p_ids + resp])).logits[0, len(p_ids) - 1:-1] / 0.8
+        ref = torch.log_softmax(logits, -1).gather(-1, torch.tensor(resp)[:, None])[:, 0]
+        assert torch.allclose(torch.tensor(lps), ref, atol=1e-4)
+        assert 5 not in resp[:-1]  # stop_token_ids end a sample (the stop token itself is returned)
+    status, payload = _raw(server, "POST", "/v1/completions", {"model": NAME, "prompt": [10 ** 6], "max_tokens": 2})
+    assert status == 400 and "token ids" in json.loads(payload)["error"]["message"]
+
+
 def _raw(server, method, path, body=None, headers=None):
     host, port = server.server_address[:2]
     conn = http.client.HTTPConnection(host, port, timeout=30)
@@ -128,6 +159,7 @@ GOOD = {"model": NAME, "messages": MESSAGES, "max_tokens": 4}
     ({**GOOD, "stream": "yes"}, 400, "`stream` must be true or false"),
     ({**GOOD, "stop": [1]}, 400, "`stop`"),
     ({**GOOD, "logprobs": True}, 400, "not supported"),
+    ({**GOOD, "presence_penalty": 0.5}, 400, "not supported"),
     ({**GOOD, "frobnicate": 1}, 400, "unrecognized request argument `frobnicate`"),
     ({**GOOD, "messages": [{"role": "user", "content": "7 * 8 = 56 " * 30}], "max_tokens": 64}, 400,
      "too many tokens"),
@@ -143,7 +175,7 @@ def test_bad_requests_get_4xx_with_a_message(served, body, status, words):
 def test_bad_transport_and_routes_then_still_serving(served, client):
     server = served[0]
     assert _raw(server, "GET", "/nope")[0] == 404
-    assert _raw(server, "POST", "/v1/completions", GOOD)[0] == 404
+    assert _raw(server, "POST", "/v1/embeddings", GOOD)[0] == 404
     assert _raw(server, "DELETE", "/v1/chat/completions")[0] == 405
     assert _raw(server, "POST", "/v1/chat/completions", b"x" * 5000)[0] == 413
     status, payload = _raw(server, "GET", "/v1/models")
