@@ -8,8 +8,9 @@ system/user/assistant, text content) or ``prompt`` (completions: text or token i
 softmax(logits / T), as :func:`mimo.infer.generate` gives them) and ``return_tokens_as_token_ids`` -- what the RL
 rollout endpoint backend sends, as to vLLM.  A few others are accepted at their neutral values.  Anything else, a
 wrong type, an out-of-range value, an unknown model or too many tokens is a 4xx with an OpenAI-style error body --
-the server never dies on input.  Generations run one at a time (a lock); ``n`` choices run as one batch, speculatively when
-the model has MTP layers.  Responses carry the speculative acceptance per MTP layer in ``usage.mimo``.
+the server never dies on input.  Generations run one at a time (a lock); ``n`` choices run as one batch,
+speculatively when the model has MTP layers.  Responses carry the speculative acceptance per MTP layer in
+``usage.mimo``.
 
 For the released 7B checkpoints at scale use vLLM or SGLang (README, "Speculative decoding and serving").
 """
