@@ -33,7 +33,8 @@ T = TypeVar("T")
 # Top-level YAML sections a preset may hold.  Shared sections fill a stage field of the same name.
 SHARED_SECTIONS = ("model",)
 KNOWN_SECTIONS = frozenset(
-    {"model", "data", "pretrain", "sft", "rl", "mtp", "eval", "demo", "rewards", "judge", "infer", "serve", "curate"}
+    {"model", "data", "pretrain", "sft", "rl", "mtp", "eval", "demo", "rewards", "judge", "infer", "chat", "serve",
+     "curate"}
 )
 
 

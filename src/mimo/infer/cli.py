@@ -19,7 +19,9 @@ class GenerateConfig:
     top_p: float = F(1.0, "nucleus sampling mass")
     seed: int = F(0, "sampling seed")
     speculative: bool | None = F(None, "MTP speculative decoding (default: on when the model has MTP layers)")
+    num_draft: int | None = F(None, "speculative draft depth (default: all MTP layers)")
     device: str = F("auto", "cpu, cuda or auto")
+    threads: int = F(0, "torch CPU threads (0: torch default; 1 is fastest for tiny models on a busy CPU)")
 
 
 def main(cfg: GenerateConfig) -> int:
@@ -33,9 +35,13 @@ def main(cfg: GenerateConfig) -> int:
         raise MimoError("--model is required")
     if not cfg.prompt:
         raise MimoError("--prompt is required")
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
     model, tok = load_model_dir(cfg.model, device=resolve_device(cfg.device))
     if tok is None:
         raise MimoError(f"{cfg.model}: no tokenizer in the model directory")
+    if cfg.num_draft is not None and not 1 <= cfg.num_draft <= model.num_mtp_layers:
+        raise MimoError(f"--num_draft must be in [1, {model.num_mtp_layers}] (the model's MTP layers)")
     model.eval()
     ids = [tok.chat_prompt(p) if cfg.chat else tok.encode(p) for p in cfg.prompt]
     spec = cfg.speculative if cfg.speculative is not None else model.num_mtp_layers > 0
@@ -53,7 +59,8 @@ def main(cfg: GenerateConfig) -> int:
 
     with torch.inference_mode():
         outs = generate(model, ids, cfg.max_new_tokens, cfg.temperature, cfg.top_p, speculative=spec,
-                        seed=cfg.seed, stop_ids=tok.stop_ids, stats=stats, on_token=on_token if stream else None)
+                        seed=cfg.seed, stop_ids=tok.stop_ids, num_draft=cfg.num_draft, stats=stats,
+                        on_token=on_token if stream else None)
     if stream:
         print()
     else:
@@ -62,8 +69,8 @@ def main(cfg: GenerateConfig) -> int:
     rate = stats.new_tokens / max(stats.seconds, 1e-9)
     line = f"[{stats.new_tokens} tokens in {stats.seconds:.2f}s, {rate:.1f} tok/s"
     if spec and stats.drafted:
-        acc = ", ".join(f"{a / max(d, 1):.0%}" for a, d in zip(stats.accepted, stats.drafted))
-        line += f", speculative acceptance per MTP layer: {acc}"
+        acc = " ".join(f"{a:.0%}" for a in stats.acceptance())
+        line += f", acceptance per MTP layer: {acc}, {stats.mean_accepted_length():.2f} tokens per verify"
     print(line + "]", file=sys.stderr)
     return 0
 

@@ -75,10 +75,11 @@ class KVCache:
         slots = torch.arange(end, device=self.valid.device)
         causal = slots[None, :] <= (self.length + torch.arange(q, device=slots.device))[:, None]  # (q, end)
         mask = self.valid[:, None, None, :end] & causal[None, None]
-        # a query on an invalid slot may see nothing valid -> NaN in softmax; let it see itself (output ignored)
-        own = torch.zeros_like(mask)
-        own[:, 0, torch.arange(q), self.length + torch.arange(q)] = True
-        mask = mask | (own & ~new_valid[:, None, :, None])
+        if not bool(new_valid.all()):  # (sync) padded chunks only
+            # a query on an invalid slot may see nothing valid -> NaN in softmax; let it see itself (output ignored)
+            own = torch.zeros_like(mask)
+            own[:, 0, torch.arange(q), self.length + torch.arange(q)] = True
+            mask = mask | (own & ~new_valid[:, None, :, None])
         return positions, mask
 
     def advance(self, new_valid: torch.Tensor) -> None:
@@ -101,6 +102,26 @@ class KVCache:
         self.v = [v.index_select(0, rows) for v in self.v]
         self.valid = self.valid.index_select(0, rows)
         self.pos = self.pos.index_select(0, rows)
+
+    def compact(self) -> None:
+        """Squeeze out the holes: move every sequence's valid slots to the front, in order.
+
+        Rollbacks leave holes; speculative decoding calls this when the next chunk would not fit, so the cache needs
+        ``prompt + new tokens + one chunk`` slots rather than ``new tokens * chunk``.  Order-preserving, so the
+        slot-causal mask keeps its meaning; RoPE was applied before caching, so positions are unaffected."""
+        n = self.length
+        valid = self.valid[:, :n]
+        counts = valid.sum(dim=1)  # (B,)
+        new_len = int(counts.max()) if counts.numel() else 0
+        slots = torch.arange(n, device=valid.device)
+        order = ((~valid).long() * n + slots[None, :]).argsort(dim=1)[:, :new_len]  # (B, new_len) valid slots first
+        for kv in (self.k, self.v):
+            for layer, t in enumerate(kv):
+                idx = order[:, None, :, None].expand(t.shape[0], t.shape[1], new_len, t.shape[3])
+                kv[layer][:, :, :new_len] = t[:, :, :n].gather(2, idx)
+        self.valid[:, :n] = False
+        self.valid[:, :new_len] = slots[None, :new_len] < counts[:, None]
+        self.length = new_len
 
 
 def forward_chunk(model, cache: KVCache, tokens: torch.Tensor, new_valid: torch.Tensor | None = None):
@@ -167,7 +188,23 @@ class GenerationStats:
     forward_passes: int = 0
     seconds: float = 0.0
     accepted: list[int] = field(default_factory=list)  # speculative: accepted drafts per MTP depth
-    drafted: list[int] = field(default_factory=list)
+    drafted: list[int] = field(default_factory=list)  # drafts made per depth (= rounds x rows, every depth)
+    draft_seconds: float = 0.0  # speculative: time in the MTP drafting ...
+    verify_seconds: float = 0.0  # ... and in the main model's verification
+
+    def acceptance(self) -> list[float]:
+        """Per MTP layer i: the fraction of its drafts accepted among those that were checked, i.e. given that the
+        drafts of layers < i were accepted (verification stops at the first rejection)."""
+        reached = [self.drafted[0]] + self.accepted[:-1] if self.drafted else []
+        return [a / r if r else 0.0 for a, r in zip(self.accepted, reached)]
+
+    def acceptance_unconditional(self) -> list[float]:
+        """Per MTP layer i: the fraction of all rounds in which its draft was accepted."""
+        return [a / d if d else 0.0 for a, d in zip(self.accepted, self.drafted)]
+
+    def mean_accepted_length(self) -> float:
+        """Tokens per main-model verification: 1 + accepted drafts per round (the speedup if drafting were free)."""
+        return 1.0 + sum(self.accepted) / self.drafted[0] if self.drafted and self.drafted[0] else 1.0
 
 
 def _stop_set(stop_ids, model) -> set[int]:
@@ -190,11 +227,11 @@ def generate(model, input_ids: list[list[int]], max_new_tokens: int, temperature
     ``logprobs``, when a list, receives per prompt the log-prob of each sampled token under
     ``softmax(logits / temperature)`` (before top-p), which RL uses as the rollout policy's log-probs.
     """
-    if speculative and getattr(model, "num_mtp_layers", 0) > 0 and logprobs is None:
+    if speculative and getattr(model, "num_mtp_layers", 0) > 0:
         from mimo.infer.speculative import speculative_generate
 
         return speculative_generate(model, input_ids, max_new_tokens, temperature, top_p, seed, stop_ids,
-                                    num_draft, stats, on_token)
+                                    num_draft, stats, on_token, abort=abort, logprobs=logprobs)
     import time
 
     t0 = time.perf_counter()

@@ -182,6 +182,15 @@ class MiMoForCausalLM(Qwen2PreTrainedModel, GenerationMixin):
     def num_mtp_layers(self) -> int:
         return len(self.model.mtp_layers)
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """``PreTrainedModel.save_pretrained`` plus the remote-code config vLLM/SGLang need (see hf_compat)."""
+        from mimo.model.hf_compat import add_remote_code
+
+        out = super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):
+            add_remote_code(save_directory)
+        return out
+
     def forward(  # type: ignore[override]
         self,
         input_ids: torch.LongTensor | None = None,

@@ -1,0 +1,183 @@
+"""Speculative-decoding measurements shared by ``benchmarks/specdec.py``, ``mimo train-mtp`` and the demo.
+
+:func:`measure` runs one configuration (plain or speculative, greedy or sampled) over a prompt set and returns
+tokens/s and acceptance per MTP layer; :func:`specdec_benchmark` runs the side-by-side set (same model, same
+prompts): plain vs speculative at temperature 0 and 0.6, plus transformers' own greedy ``generate`` and its
+prompt-lookup decoding as peers.  Timings are wall-clock on whatever else the machine is doing: rerun on a quiet
+machine before quoting them.  Acceptance is deterministic under greedy decoding.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from mimo.infer.engine import GenerationStats, generate
+
+
+def heldout_prompts(tokenizer, n: int, toy=None, fmt: str = "text") -> list[list[int]]:
+    """Token ids of ``n`` held-out toy math problems (never in any training split), asking for the worked steps:
+    ``fmt="text"`` -> ``Question: ...\\nAnswer:`` (the pretraining format), ``"chat"`` -> a ChatML user turn."""
+    from mimo.data.tasks.math import MathTaskGenerator
+    from mimo.data.toy import ToyCorpus
+
+    toy = toy or ToyCorpus()
+    gen = MathTaskGenerator(seed=toy.seed + 4242, min_steps=max(2, toy.min_steps), max_steps=toy.max_steps,
+                            max_digits=toy.max_digits)
+    problems = gen.sample(n, "heldout")
+    if fmt == "chat":
+        return [tokenizer.chat_prompt(p.prompt_text()) for p in problems]
+    if fmt != "text":
+        raise ValueError(f"fmt must be 'text' or 'chat', got {fmt!r}")
+    return [tokenizer.encode(f"Question: {p.prompt_text()}\nAnswer:") for p in problems]
+
+
+def measure(model, prompts: list[list[int]], max_new_tokens: int, speculative: bool, temperature: float = 0.0,
+            top_p: float = 1.0, num_draft: int | None = None, stop_ids: list[int] | None = None,
+            batch_size: int = 1, seed: int = 0) -> dict:
+    """One configuration over all prompts, ``batch_size`` at a time.  Returns tokens, seconds, tokens_per_s, the
+    outputs and, when speculative, acceptance per MTP layer (conditional and unconditional, see GenerationStats)
+    and the mean accepted length (tokens per main-model forward)."""
+    stats = GenerationStats()
+    outs: list[list[int]] = []
+    cpu = time.process_time()
+    with torch.inference_mode():
+        for i in range(0, len(prompts), batch_size):
+            outs += generate(model, prompts[i:i + batch_size], max_new_tokens, temperature, top_p,
+                             speculative=speculative, seed=seed + i, stop_ids=stop_ids, num_draft=num_draft,
+                             stats=stats)
+    cpu = time.process_time() - cpu
+    res = {"tokens": stats.new_tokens, "seconds": stats.seconds, "cpu_seconds": cpu,
+           "tokens_per_s": stats.new_tokens / max(stats.seconds, 1e-9),
+           "tokens_per_cpu_s": stats.new_tokens / max(cpu, 1e-9), "outputs": outs}
+    if speculative and stats.drafted:
+        res.update(acceptance=stats.acceptance(), acceptance_unconditional=stats.acceptance_unconditional(),
+                   mean_accepted_length=stats.mean_accepted_length(),
+                   draft_cost=stats.draft_seconds / max(stats.verify_seconds, 1e-9))
+    return res
+
+
+def _hf_generate(model, prompts, max_new_tokens, stop_ids, prompt_lookup: int | None) -> dict:
+    """transformers' ``generate`` (greedy), one prompt at a time; ``prompt_lookup``: prompt-lookup decoding with
+    that many draft tokens (n-gram matches in the context, no draft model)."""
+    tokens, seconds, cpu, outs = 0, 0.0, 0.0, []
+    pad = stop_ids[0] if stop_ids else 0
+    with torch.inference_mode():
+        for p in prompts:
+            x = torch.tensor([p], device=next(model.parameters()).device)
+            t0, c0 = time.perf_counter(), time.process_time()
+            y = model.generate(input_ids=x, attention_mask=torch.ones_like(x), max_new_tokens=max_new_tokens,
+                               do_sample=False, eos_token_id=stop_ids or None, pad_token_id=pad,
+                               prompt_lookup_num_tokens=prompt_lookup)
+            seconds += time.perf_counter() - t0
+            cpu += time.process_time() - c0
+            new = y[0, len(p):].tolist()
+            if stop_ids:  # transformers pads finished rows; cut after the first stop token
+                for j, t in enumerate(new):
+                    if t in stop_ids:
+                        new = new[: j + 1]
+                        break
+            tokens += len(new)
+            outs.append(new)
+    return {"tokens": tokens, "seconds": seconds, "cpu_seconds": cpu, "tokens_per_s": tokens / max(seconds, 1e-9),
+            "tokens_per_cpu_s": tokens / max(cpu, 1e-9), "outputs": outs}
+
+
+def _fastest(fn, repeats: int) -> dict:
+    """Run ``fn`` ``repeats`` times (identical outputs: fixed seeds) and keep the fastest run -- the least disturbed
+    by whatever else the machine is doing, as ``timeit`` does."""
+    return min((fn() for _ in range(max(1, repeats))), key=lambda r: r["seconds"])
+
+
+def specdec_benchmark(model, prompts: list[list[int]], max_new_tokens: int = 128, stop_ids: list[int] | None = None,
+                      temperatures: tuple[float, ...] = (0.0, 0.6), top_p: float = 1.0, num_draft: int | None = None,
+                      batch_size: int = 1, peers: bool = True, repeats: int = 1, log=print) -> dict:
+    """Side by side on the same model and prompts: plain vs MTP-speculative decoding per temperature (greedy
+    first), and transformers' greedy ``generate`` and prompt-lookup decoding as peers; each the fastest of
+    ``repeats`` runs.
+
+    Returns ``{"acceptance": [per MTP layer, greedy], "tokens_per_s_plain", "tokens_per_s_speculative",
+    "speedup"}`` (greedy) plus ``rows`` (one per configuration) and details."""
+    model.eval()
+    measure(model, prompts[:1], 8, speculative=False, stop_ids=stop_ids)  # warm-up (allocator, kernels)
+    measure(model, prompts[:1], 8, speculative=True, stop_ids=stop_ids, num_draft=num_draft)
+    rows: list[dict] = []
+    greedy: dict = {}
+    for temp in temperatures:
+        plain = _fastest(lambda: measure(model, prompts, max_new_tokens, False, temp, top_p, stop_ids=stop_ids,
+                                         batch_size=batch_size), repeats)
+        spec = _fastest(lambda: measure(model, prompts, max_new_tokens, True, temp, top_p, num_draft=num_draft,
+                                        stop_ids=stop_ids, batch_size=batch_size), repeats)
+        for name, r in (("plain", plain), ("mtp-speculative", spec)):
+            row = _row(name, temp, r, plain)
+            if "acceptance" in r:
+                row.update(acceptance=r["acceptance"], acceptance_unconditional=r["acceptance_unconditional"],
+                           mean_accepted_length=r["mean_accepted_length"], draft_cost=r["draft_cost"])
+            rows.append(row)
+            log(_row_text(row))
+        if temp <= 0:
+            greedy = {"plain": plain, "spec": spec, "identical": plain["outputs"] == spec["outputs"]}
+    if peers:
+        for name, lookup in (("transformers generate", None), ("transformers prompt-lookup", 10)):
+            try:
+                r = _fastest(lambda: _hf_generate(model, prompts, max_new_tokens, stop_ids, lookup), repeats)
+            except Exception as e:  # a peer failing must not sink the benchmark; say why
+                log(f"{name}: skipped ({type(e).__name__}: {e})")
+                continue
+            row = _row(name, 0.0, r, greedy.get("plain"))
+            if greedy:
+                row["same_tokens_as_plain"] = r["outputs"] == greedy["plain"]["outputs"]
+            rows.append(row)
+            log(_row_text(row))
+    result = {"rows": rows, "num_prompts": len(prompts), "max_new_tokens": max_new_tokens,
+              "batch_size": batch_size, "num_draft": num_draft or model.num_mtp_layers,
+              "threads": torch.get_num_threads(), "repeats": repeats}
+    if greedy:
+        plain, spec = greedy["plain"], greedy["spec"]
+        result.update(acceptance=spec.get("acceptance", []),
+                      acceptance_unconditional=spec.get("acceptance_unconditional", []),
+                      mean_accepted_length=spec.get("mean_accepted_length", 1.0),
+                      draft_cost=spec.get("draft_cost"),
+                      tokens_per_s_plain=plain["tokens_per_s"], tokens_per_s_speculative=spec["tokens_per_s"],
+                      speedup=spec["tokens_per_s"] / plain["tokens_per_s"],
+                      speedup_cpu_time=spec["tokens_per_cpu_s"] / plain["tokens_per_cpu_s"],
+                      greedy_identical=greedy["identical"])
+    return result
+
+
+def _row(method: str, temperature: float, r: dict, plain: dict | None) -> dict:
+    """One table row; speedups relative to plain decoding at the same temperature, by wall and by CPU time."""
+    row = {"method": method, "temperature": temperature, "tokens": r["tokens"], "seconds": round(r["seconds"], 3),
+           "cpu_seconds": round(r["cpu_seconds"], 3), "tokens_per_s": r["tokens_per_s"],
+           "tokens_per_cpu_s": r["tokens_per_cpu_s"]}
+    if plain is not None:
+        row["speedup"] = r["tokens_per_s"] / plain["tokens_per_s"]
+        row["speedup_cpu_time"] = r["tokens_per_cpu_s"] / plain["tokens_per_cpu_s"]
+    return row
+
+
+def _row_text(row: dict) -> str:
+    text = (f"{row['method']:<28} T={row['temperature']:<4} {row['tokens_per_s']:8.1f} tok/s "
+            f"({row['tokens_per_cpu_s']:.1f} per CPU-s)")
+    if row.get("speedup") is not None:
+        text += f"  x{row['speedup']:.2f} (CPU time x{row['speedup_cpu_time']:.2f})"
+    if "acceptance" in row:
+        text += "  acceptance " + " ".join(f"{a:.0%}" for a in row["acceptance"])
+        text += f"  (tokens/verify {row['mean_accepted_length']:.2f}, draft/verify time {row['draft_cost']:.2f})"
+    return text
+
+
+def markdown_table(result: dict) -> str:
+    """The benchmark rows as a Markdown table (for the README)."""
+    lines = ["| method | temperature | tokens/s (wall) | speedup (wall) | tokens per CPU-s | speedup (CPU time) "
+             "| acceptance per MTP layer | tokens per verify |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        acc = " / ".join(f"{a:.0%}" for a in r.get("acceptance", [])) or "-"
+        mal = f"{r['mean_accepted_length']:.2f}" if "mean_accepted_length" in r else "-"
+        sp = f"{r['speedup']:.2f}x" if r.get("speedup") is not None else "-"
+        spc = f"{r['speedup_cpu_time']:.2f}x" if r.get("speedup_cpu_time") is not None else "-"
+        lines.append(f"| {r['method']} | {r['temperature']} | {r['tokens_per_s']:.0f} | {sp} | "
+                     f"{r['tokens_per_cpu_s']:.0f} | {spc} | {acc} | {mal} |")
+    return "\n".join(lines)

@@ -1,0 +1,493 @@
+"""``mimo serve``: an OpenAI-compatible server for a local checkpoint (standard library only).
+
+Endpoints: ``POST /v1/chat/completions`` and ``POST /v1/completions`` (``stream`` true: server-sent events,
+chunked), ``GET /v1/models``, ``GET /health``.  Request fields: ``model``, ``messages`` (chat: roles
+system/user/assistant, text content) or ``prompt`` (completions: text or token ids), ``max_tokens`` (or
+``max_completion_tokens``), ``temperature``, ``top_p``, ``n``, ``seed``, ``stop``, ``stop_token_ids``, ``stream``,
+``stream_options.include_usage``; completions also ``logprobs: 0`` (the sampled tokens' log-probs under
+softmax(logits / T), as :func:`mimo.infer.generate` gives them) and ``return_tokens_as_token_ids`` -- what the RL
+rollout endpoint backend sends, as to vLLM.  A few others are accepted at their neutral values.  Anything else, a
+wrong type, an out-of-range value, an unknown model or too many tokens is a 4xx with an OpenAI-style error body --
+the server never dies on input.  Generations run one at a time (a lock); ``n`` choices run as one batch,
+speculatively when the model has MTP layers.  Responses carry the speculative acceptance per MTP layer in
+``usage.mimo``.
+
+For the released 7B checkpoints at scale use vLLM or SGLang (README, "Speculative decoding and serving").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from mimo.config import F, stage_cli
+from mimo.errors import MimoError
+
+ROLES = ("system", "user", "assistant")
+# accepted on both endpoints, but only at these (neutral) values
+NEUTRAL = {"frequency_penalty": 0, "presence_penalty": 0, "tools": None, "tool_choice": None, "response_format": None,
+           "logit_bias": None, "echo": False, "best_of": None, "suffix": None}
+IGNORED = ("user", "metadata", "store", "parallel_tool_calls", "service_tier")
+COMMON = {"model", "max_tokens", "temperature", "top_p", "n", "seed", "stop", "stop_token_ids", "stream",
+          "stream_options", "logprobs", *NEUTRAL, *IGNORED}
+FIELDS = {"chat": COMMON | {"messages", "max_completion_tokens"},
+          "completion": COMMON | {"prompt", "return_tokens_as_token_ids"}}
+
+
+@dataclasses.dataclass
+class ServeConfig:
+    model: str = F("", "model directory (HF layout: config.json + safetensors + tokenizer)")
+    host: str = F("127.0.0.1", "address to bind (0.0.0.0 exposes the server to the network)")
+    port: int = F(8000, "TCP port (0: any free port)")
+    served_name: str | None = F(None, "model name clients pass in `model` (default: the directory name)")
+    default_max_tokens: int = F(256, "max_tokens when a request gives none")
+    max_tokens: int = F(4096, "largest max_tokens a request may ask for")
+    max_n: int = F(8, "largest n (choices per request)")
+    max_body_bytes: int = F(1 << 20, "largest request body")
+    speculative: bool | None = F(None, "MTP speculative decoding (default: on when the model has MTP layers)")
+    num_draft: int | None = F(None, "draft depth (default: all MTP layers)")
+    device: str = F("auto", "cpu, cuda or auto")
+    threads: int = F(0, "torch CPU threads (0: torch default; 1 is fastest for tiny models on a busy CPU)")
+    log_requests: bool = F(True, "one access-log line per request on stderr")
+
+
+class RequestError(Exception):
+    """A client error: HTTP status, message, offending parameter."""
+
+    def __init__(self, status: int, message: str, param: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.param = status, message, param
+
+
+@dataclasses.dataclass
+class GenRequest:
+    """A validated request of either endpoint."""
+
+    kind: str  # "chat" or "completion"
+    messages: list[dict] | None  # chat
+    prompt: str | list[int] | None  # completion: text or token ids
+    max_tokens: int
+    temperature: float
+    top_p: float
+    n: int
+    seed: int | None
+    stop: list[str]
+    stop_token_ids: list[int]
+    stream: bool
+    include_usage: bool
+    logprobs: bool  # completion: the sampled tokens' log-probs (``logprobs: 0``)
+    token_ids_out: bool  # completion: tokens as "token_id:N" (vLLM's return_tokens_as_token_ids)
+
+
+def _number(body: dict, key: str, default: float, lo: float, hi: float, integer: bool = False):
+    v = body.get(key, default)
+    if v is None:
+        return default
+    ok = isinstance(v, int) if integer else isinstance(v, (int, float))
+    if isinstance(v, bool) or not ok:
+        raise RequestError(400, f"`{key}` must be {'an integer' if integer else 'a number'}, got {v!r}", key)
+    if not lo <= v <= hi:
+        raise RequestError(400, f"`{key}` must be in [{lo}, {hi}], got {v!r}", key)
+    return v
+
+
+def _token_ids(v, key: str, vocab: int) -> list[int]:
+    if not isinstance(v, list) or not all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < vocab
+                                          for t in v):
+        raise RequestError(400, f"`{key}` must be a list of token ids in [0, {vocab})", key)
+    return v
+
+
+def _messages(messages) -> list[dict]:
+    if not isinstance(messages, list) or not messages:
+        raise RequestError(400, "`messages` is required: a non-empty list of {role, content}", "messages")
+    clean = []
+    for i, m in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(m, dict):
+            raise RequestError(400, f"`{where}` must be an object", where)
+        role, content = m.get("role"), m.get("content")
+        if role not in ROLES:
+            raise RequestError(400, f"`{where}.role` must be one of {', '.join(ROLES)}, got {role!r}", f"{where}.role")
+        if isinstance(content, list):  # [{"type": "text", "text": ...}, ...]
+            if not all(isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str)
+                       for p in content):
+                raise RequestError(400, f"`{where}.content` parts must be text parts", f"{where}.content")
+            content = "".join(p["text"] for p in content)
+        if not isinstance(content, str):
+            raise RequestError(400, f"`{where}.content` must be a string", f"{where}.content")
+        clean.append({"role": role, "content": content})
+    return clean
+
+
+def _prompt(v, vocab: int) -> str | list[int]:
+    if isinstance(v, list) and len(v) == 1 and isinstance(v[0], (str, list)):
+        v = v[0]  # a batch of one prompt
+    if isinstance(v, str) and v:
+        return v
+    if isinstance(v, list) and v:
+        return _token_ids(v, "prompt", vocab)
+    raise RequestError(400, "`prompt` is required: a non-empty string or list of token ids (one prompt per "
+                            "request)", "prompt")
+
+
+def parse_request(body, kind: str, served_name: str, max_tokens: int, default_max_tokens: int, max_n: int,
+                  vocab_size: int) -> GenRequest:
+    """Validate a JSON-decoded body of ``/v1/chat/completions`` (kind "chat") or ``/v1/completions``
+    ("completion") -> GenRequest, or raise RequestError (status, message, parameter)."""
+    if not isinstance(body, dict):
+        raise RequestError(400, f"request body must be a JSON object, got {type(body).__name__}")
+    unknown = sorted(set(body) - FIELDS[kind])
+    if unknown:
+        raise RequestError(400, f"unrecognized request argument `{unknown[0]}`", unknown[0])
+    for key, neutral in NEUTRAL.items():
+        if body.get(key, neutral) not in (neutral, None):
+            raise RequestError(400, f"`{key}` is not supported by this server (only {neutral!r})", key)
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise RequestError(400, "`model` is required (a string)", "model")
+    if model != served_name:
+        raise RequestError(404, f"the model `{model}` does not exist (this server serves `{served_name}`)", "model")
+    messages = _messages(body.get("messages")) if kind == "chat" else None
+    prompt = _prompt(body.get("prompt"), vocab_size) if kind == "completion" else None
+    if "max_tokens" in body and "max_completion_tokens" in body:
+        raise RequestError(400, "give `max_tokens` or `max_completion_tokens`, not both", "max_tokens")
+    key = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
+    mt = _number(body, key, default_max_tokens, 1, max_tokens, integer=True)
+    stop = body.get("stop")
+    stop = [] if stop is None else [stop] if isinstance(stop, str) else stop
+    if not isinstance(stop, list) or len(stop) > 4 or not all(isinstance(s, str) and s for s in stop):
+        raise RequestError(400, "`stop` must be a non-empty string or a list of at most 4 of them", "stop")
+    stop_ids = _token_ids(body.get("stop_token_ids") or [], "stop_token_ids", vocab_size)
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise RequestError(400, f"`stream` must be true or false, got {stream!r}", "stream")
+    opts = body.get("stream_options") or {}
+    if not isinstance(opts, dict) or set(opts) - {"include_usage"} or \
+            not isinstance(opts.get("include_usage", False), bool):
+        raise RequestError(400, "`stream_options` must be {\"include_usage\": bool}", "stream_options")
+    lp = body.get("logprobs")
+    if kind == "chat" and lp not in (None, False):
+        raise RequestError(400, "`logprobs` is not supported on chat completions (use /v1/completions)", "logprobs")
+    if kind == "completion" and lp is not None and (isinstance(lp, bool) or lp != 0):
+        raise RequestError(400, "`logprobs` must be 0 (the sampled tokens' log-probs; no alternatives)", "logprobs")
+    if lp is not None and lp is not False and stream:
+        raise RequestError(400, "`logprobs` with `stream` is not supported", "logprobs")
+    token_ids_out = body.get("return_tokens_as_token_ids", False)
+    if not isinstance(token_ids_out, bool):
+        raise RequestError(400, "`return_tokens_as_token_ids` must be true or false", "return_tokens_as_token_ids")
+    seed = _number(body, "seed", 0, 0, 2**63 - 1, integer=True) if body.get("seed") is not None else None
+    return GenRequest(kind=kind, messages=messages, prompt=prompt, max_tokens=mt,
+                      temperature=float(_number(body, "temperature", 1.0, 0.0, 2.0)),
+                      top_p=float(_number(body, "top_p", 1.0, 1e-6, 1.0)),
+                      n=_number(body, "n", 1, 1, max_n, integer=True), seed=seed, stop=stop, stop_token_ids=stop_ids,
+                      stream=stream, include_usage=bool(opts.get("include_usage", False)),
+                      logprobs=kind == "completion" and lp == 0, token_ids_out=token_ids_out)
+
+
+class _Finished(Exception):
+    """Raised from the token callback once every choice has hit a stop string (ends generation early)."""
+
+
+class ChatEngine:
+    """Model + tokenizer + the generation lock; turns a GenRequest into choices, streaming text deltas."""
+
+    def __init__(self, model, tokenizer, name: str, speculative: bool | None = None, num_draft: int | None = None):
+        self.model, self.tok, self.name = model, tokenizer, name
+        self.speculative = model.num_mtp_layers > 0 if speculative is None else speculative
+        self.num_draft = num_draft
+        self.max_positions = int(getattr(model.config, "max_position_embeddings", 1 << 30))
+        self.vocab_size = int(model.config.vocab_size)
+        self.lock = threading.Lock()
+
+    def prompt_ids(self, req: GenRequest) -> list[int]:
+        if req.kind == "chat":
+            return self.tok.chat_prompt(req.messages)
+        return self.tok.encode(req.prompt) if isinstance(req.prompt, str) else list(req.prompt)
+
+    def complete(self, req: GenRequest, prompt: list[int], on_delta=None) -> tuple[list[dict], dict]:
+        """Run the request: returns ``(choices, usage)``, a choice being ``{index, text, finish_reason, ids,
+        logprobs}`` (ids include a final stop token, as the engine returns it; the text does not).
+        ``on_delta(index, text)`` receives text as it becomes final (held back while it could still be the
+        start of a stop string)."""
+        from mimo.infer.engine import GenerationStats, generate
+
+        stops = set(self.tok.stop_ids) | set(req.stop_token_ids)
+        n = req.n
+        ids: list[list[int]] = [[] for _ in range(n)]  # every token of the choice, a final stop token included
+        texts, sent = [""] * n, [0] * n
+        finish: list[str | None] = [None] * n
+        hold = max((len(s) for s in req.stop), default=1) - 1
+
+        def flush(i: int, final: bool) -> None:
+            end = len(texts[i]) if final else max(sent[i], len(texts[i]) - hold)
+            if not final and texts[i][sent[i]:end].endswith("\ufffd"):  # half a UTF-8 character: wait for it
+                end -= 1
+            if end > sent[i] and on_delta is not None:
+                on_delta(i, texts[i][sent[i]:end])
+            sent[i] = max(sent[i], end)
+
+        def on_token(i: int, t: int) -> None:
+            if finish[i] is not None:
+                return
+            ids[i].append(t)
+            if t in stops:
+                finish[i] = "stop"
+                flush(i, True)
+            else:
+                texts[i] = self.tok.decode(ids[i])
+                cut = min((texts[i].find(s) for s in req.stop if s in texts[i]), default=-1)
+                if cut >= 0:
+                    texts[i], finish[i] = texts[i][:cut], "stop"
+                    flush(i, True)
+                else:
+                    flush(i, False)
+            if all(f is not None for f in finish):
+                raise _Finished
+
+        stats = GenerationStats()
+        lps: list[list[float]] | None = [] if req.logprobs else None
+        with self.lock:
+            try:
+                generate(self.model, [prompt] * n, req.max_tokens, req.temperature, req.top_p,
+                         speculative=self.speculative, seed=req.seed, stop_ids=sorted(stops),
+                         num_draft=self.num_draft, stats=stats, on_token=on_token, logprobs=lps)
+            except _Finished:
+                pass
+        choices = []
+        for i in range(n):
+            if finish[i] is None:
+                finish[i] = "length"
+                flush(i, True)
+            choices.append({"index": i, "text": texts[i], "finish_reason": finish[i], "ids": ids[i],
+                            "logprobs": lps[i][: len(ids[i])] if lps is not None else None})
+        completion = sum(len(x) for x in ids)
+        usage = {"prompt_tokens": len(prompt), "completion_tokens": completion,
+                 "total_tokens": len(prompt) + completion}
+        if stats.drafted:
+            usage["mimo"] = {"speculative_acceptance": stats.acceptance(),
+                             "tokens_per_verify": stats.mean_accepted_length()}
+        return choices, usage
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "mimo-serve"
+    timeout = 60  # seconds a client may stall mid-request before its connection is dropped
+
+    # -------------------------------------------------------------------------------- plumbing
+    @property
+    def app(self) -> "Server":
+        return self.server  # type: ignore[return-value]
+
+    def log_message(self, fmt, *args):
+        if self.app.log_requests:
+            sys.stderr.write(f"[serve] {self.address_string()} {fmt % args}\n")
+
+    def _json(self, status: int, obj: dict) -> None:
+        data = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, status: int, message: str, param: str | None = None) -> None:
+        kind = "invalid_request_error" if status < 500 else "server_error"
+        if status == 404 and param == "model":
+            kind = "not_found_error"
+        self._json(status, {"error": {"message": message, "type": kind, "param": param, "code": None}})
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):X}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _event(self, obj) -> None:
+        self._chunk(b"data: " + (obj if isinstance(obj, bytes) else json.dumps(obj).encode()) + b"\n\n")
+
+    # -------------------------------------------------------------------------------- routes
+    def do_GET(self):  # noqa: N802
+        if self.path in ("/health", "/v1/health"):
+            return self._json(200, {"status": "ok"})
+        if self.path == "/v1/models":
+            return self._json(200, {"object": "list", "data": [
+                {"id": self.app.engine.name, "object": "model", "created": self.app.started, "owned_by": "mimo"}]})
+        self._error(404, f"no route GET {self.path}")
+
+    def do_POST(self):  # noqa: N802
+        kind = {"/v1/chat/completions": "chat", "/v1/completions": "completion"}.get(self.path)
+        if kind is None:
+            self._drain()
+            return self._error(404, f"no route POST {self.path} (try /v1/chat/completions or /v1/completions)")
+        engine = self.app.engine
+        try:
+            body = self._read_json()
+            req = parse_request(body, kind, engine.name, self.app.max_tokens, self.app.default_max_tokens,
+                                self.app.max_n, engine.vocab_size)
+            prompt = engine.prompt_ids(req)
+            if len(prompt) + req.max_tokens > engine.max_positions:
+                raise RequestError(400, f"too many tokens: the prompt has {len(prompt)} and max_tokens is "
+                                        f"{req.max_tokens}, over the model's context of {engine.max_positions}",
+                                   "max_tokens")
+        except RequestError as e:
+            self.close_connection = e.status in (411, 413)  # the body was not read: the stream is out of step
+            return self._error(e.status, e.message, e.param)
+        try:
+            (self._stream if req.stream else self._complete)(req, prompt)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client went away; nothing to answer
+        except Exception as e:  # a bug must not take the server down; report it to this client only
+            self.log_message("error: %s: %s", type(e).__name__, e)
+            if not getattr(self, "_headers_sent", False):
+                self._error(500, f"internal error: {type(e).__name__}: {e}")
+            self.close_connection = True
+
+    def _method_not_allowed(self):
+        self._drain()
+        self._error(405, f"method {self.command} not allowed on {self.path}")
+
+    do_PUT = do_DELETE = do_PATCH = _method_not_allowed  # noqa: N815
+
+    # -------------------------------------------------------------------------------- request body
+    def _drain(self) -> None:
+        n = self.headers.get("Content-Length")
+        if n and n.isdigit() and int(n) <= self.app.max_body_bytes:
+            self.rfile.read(int(n))
+        elif n:
+            self.close_connection = True
+
+    def _read_json(self):
+        n = self.headers.get("Content-Length")
+        if n is None:
+            raise RequestError(411, "a Content-Length header is required")
+        if not n.isdigit():
+            raise RequestError(400, f"bad Content-Length {n!r}")
+        if int(n) > self.app.max_body_bytes:
+            raise RequestError(413, f"request body of {n} bytes is over the limit of {self.app.max_body_bytes}")
+        raw = self.rfile.read(int(n))
+        try:
+            return json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise RequestError(400, f"malformed JSON body: {e}") from None
+
+    # -------------------------------------------------------------------------------- responses
+    def _choice(self, req: GenRequest, c: dict) -> dict:
+        if req.kind == "chat":
+            return {"index": c["index"], "message": {"role": "assistant", "content": c["text"]}, "logprobs": None,
+                    "finish_reason": c["finish_reason"]}
+        logprobs = None
+        if req.logprobs:
+            tokens = ([f"token_id:{t}" for t in c["ids"]] if req.token_ids_out
+                      else [self.app.engine.tok.decode([t]) for t in c["ids"]])
+            logprobs = {"tokens": tokens, "token_logprobs": c["logprobs"], "top_logprobs": None}
+        return {"index": c["index"], "text": c["text"], "logprobs": logprobs, "finish_reason": c["finish_reason"]}
+
+    def _complete(self, req: GenRequest, prompt: list[int]) -> None:
+        choices, usage = self.app.engine.complete(req, prompt)
+        self._json(200, {
+            "id": f"{'chatcmpl' if req.kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion" if req.kind == "chat" else "text_completion", "created": int(time.time()),
+            "model": self.app.engine.name, "usage": usage, "choices": [self._choice(req, c) for c in choices]})
+
+    def _stream(self, req: GenRequest, prompt: list[int]) -> None:
+        chat = req.kind == "chat"
+        cid, created, name = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}", int(time.time()), \
+            self.app.engine.name
+
+        def chunk(choices, usage=None):
+            obj = {"id": cid, "object": "chat.completion.chunk" if chat else "text_completion", "created": created,
+                   "model": name, "choices": choices}
+            if usage is not None:
+                obj["usage"] = usage
+            return obj
+
+        def piece(i: int, text: str | None, finish: str | None = None) -> dict:
+            if chat:
+                return {"index": i, "delta": {} if text is None else {"content": text}, "finish_reason": finish}
+            return {"index": i, "text": text or "", "logprobs": None, "finish_reason": finish}
+
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self._headers_sent = True
+        if chat:
+            for i in range(req.n):
+                self._event(chunk([{"index": i, "delta": {"role": "assistant", "content": ""},
+                                    "finish_reason": None}]))
+        try:
+            choices, usage = self.app.engine.complete(req, prompt,
+                                                      on_delta=lambda i, text: self._event(chunk([piece(i, text)])))
+            for c in choices:
+                self._event(chunk([piece(c["index"], None, c["finish_reason"])]))
+            if req.include_usage:
+                self._event(chunk([], usage))
+        except (BrokenPipeError, ConnectionResetError):
+            raise
+        except Exception as e:  # headers are out: report in-band, then end the stream properly
+            self.log_message("error: %s: %s", type(e).__name__, e)
+            self._event({"error": {"message": f"internal error: {type(e).__name__}: {e}", "type": "server_error"}})
+        self._event(b"[DONE]")
+        self._chunk(b"")  # end of the chunked body
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address, engine: ChatEngine, default_max_tokens: int = 256, max_tokens: int = 4096,
+                 max_n: int = 8, max_body_bytes: int = 1 << 20, log_requests: bool = False):
+        super().__init__(address, Handler)
+        self.engine = engine
+        self.default_max_tokens, self.max_tokens, self.max_n = default_max_tokens, max_tokens, max_n
+        self.max_body_bytes, self.log_requests = max_body_bytes, log_requests
+        self.started = int(time.time())
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+
+def main(cfg: ServeConfig) -> int:
+    from pathlib import Path
+
+    from mimo.train.checkpoint import load_model_dir
+    from mimo.train.dist import resolve_device
+
+    if not cfg.model:
+        raise MimoError("--model is required")
+    if cfg.threads > 0:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
+    model, tok = load_model_dir(cfg.model, device=resolve_device(cfg.device))
+    if tok is None:
+        raise MimoError(f"{cfg.model}: no tokenizer in the model directory")
+    model.eval()
+    engine = ChatEngine(model, tok, cfg.served_name or Path(cfg.model).resolve().name, cfg.speculative,
+                        cfg.num_draft)
+    try:
+        server = Server((cfg.host, cfg.port), engine, cfg.default_max_tokens, cfg.max_tokens, cfg.max_n,
+                        cfg.max_body_bytes, cfg.log_requests)
+    except OSError as e:
+        raise MimoError(f"cannot listen on {cfg.host}:{cfg.port}: {e.strerror or e}") from None
+    mode = f"speculative, {model.num_mtp_layers} MTP layers" if engine.speculative else "plain decoding"
+    print(f"[serve] {engine.name} ({mode}) on {server.url}  (POST /chat/completions, GET /models)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def cli(argv: list[str]) -> int:
+    return stage_cli(argv, prog="mimo serve", description=__doc__.split("\n\n")[0], cls=ServeConfig,
+                     section="serve", main=main)

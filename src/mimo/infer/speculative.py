@@ -1,0 +1,321 @@
+"""MTP self-speculative decoding: draft k tokens with the model's chained MTP layers, verify them in one forward
+of the main model, keep the longest acceptable prefix plus one token from the target.
+
+One round, for a sequence whose newest committed token is x_L (the main model has processed positions < L)::
+
+    draft    MTP layer i at position L-1 reads (hidden of layer i-1 at L-1, embed(x_{L+i})) and proposes x_{L+1+i};
+             layer 0 reads the main model's hidden and the real x_L, layer i > 0 the draft of layer i-1.
+    verify   the main model runs [x_L, d_{L+1}, ..., d_{L+k}] at positions L..L+k -> k+1 target distributions.
+    accept   greedy: the longest prefix of drafts equal to the target's argmax, then the target's next argmax;
+             sampling: rejection sampling (accept d with prob min(1, p(d)/q(d)); on the first rejection sample from
+             norm(max(0, p - q)); after k acceptances sample the bonus token from p).  Both are lossless: the
+             output has exactly the distribution of plain decoding (greedy: the same tokens).
+    rollback the main cache keeps the accepted slots and marks the rest invalid (holes, see engine.KVCache).
+
+MTP caches.  MTP layer i has its own one-layer KV cache whose entry at position t must hold what training showed
+it: ``(hidden_{i-1}(t), embed(x_{t+1+i}))`` with *real* tokens.  Entry t is real once x_{t+1+i} is committed, i.e.
+t <= L-1-i.  Each round layer i runs one chunk over positions [c_i, L-1] (c_i = its committed count, which is also
+its RoPE counter): the first entries are real and stay; the last i use drafted tokens (teacher forcing with the
+drafts, exactly the training view if the drafts are right), serve this round's drafting and are rolled back.  Layer
+i+1 needs layer i's hidden from position c_{i+1} = c_i - 1 (or c_i), so each layer carries its newest committed
+output to the next round (``carry``).
+
+Batching: rows accept different numbers of drafts; all caches are slot-based with per-row validity, chunks are
+right-padded, finished rows are dropped (``KVCache.select``) and holes are squeezed out when a cache fills up
+(``KVCache.compact``).
+
+Departure from the paper's serving stack: vLLM/SGLang run MiMo's MTP with one draft token; here any number of
+chained MTP layers drafts, which is what the paper's acceptance figures (layer 1 ~90%, layer 3 >75%) describe.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from mimo.infer.engine import (
+    GenerationAborted,
+    GenerationStats,
+    KVCache,
+    _stop_set,
+    forward_chunk,
+    prefill,
+    probs_from_logits,
+    sample_logits,
+)
+
+# ---------------------------------------------------------------------------------------------- acceptance rules
+
+
+def accept_greedy(drafts: torch.Tensor, target_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy verification.  drafts (B, k), target_tokens (B, k+1) = the target's argmax at each verified position.
+
+    Returns ``(n_accepted (B,), next_token (B,))``: the length of the longest prefix of drafts equal to the targets,
+    and the target's token right after it (a correction, or the bonus token when all k were accepted).
+
+    >>> accept_greedy(torch.tensor([[5, 6, 7]]), torch.tensor([[5, 6, 9, 4]]))
+    (tensor([2]), tensor([9]))
+    """
+    k = drafts.shape[1]
+    match = (drafts == target_tokens[:, :k]).long()
+    n = match.cumprod(dim=1).sum(dim=1)  # (B,)
+    return n, target_tokens.gather(1, n[:, None])[:, 0]
+
+
+def accept_sampled(drafts: torch.Tensor, draft_probs: torch.Tensor, target_probs: torch.Tensor,
+                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rejection-sampling verification (Leviathan et al. 2023; Chen et al. 2023).
+
+    drafts (B, k) were sampled from draft_probs (B, k, V); target_probs (B, k+1, V).  Draft j is accepted with
+    probability min(1, p_j(d_j) / q_j(d_j)) as long as all before it were; at the first rejection the next token is
+    drawn from norm(max(0, p_j - q_j)), after k acceptances from p_k.  The result is distributed exactly as sampling
+    from the target.  Returns ``(n_accepted (B,), next_token (B,))``.
+    """
+    B, k = drafts.shape
+    p_d = target_probs[:, :k].gather(2, drafts[..., None])[..., 0]  # (B, k)
+    q_d = draft_probs.gather(2, drafts[..., None])[..., 0]
+    u = torch.rand(B, k, generator=generator, device=drafts.device, dtype=p_d.dtype)
+    ok = (u * q_d < p_d).long()  # u < p/q without dividing; q_d > 0 since d was drawn from q
+    n = ok.cumprod(dim=1).sum(dim=1)  # (B,)
+    rows = torch.arange(B, device=drafts.device)
+    p_n = target_probs[rows, n]  # (B, V)
+    q_pad = torch.cat([draft_probs, torch.zeros_like(draft_probs[:, :1])], dim=1)  # q_k := 0 -> residual = p_k
+    residual = (p_n - q_pad[rows, n]).clamp(min=0)
+    mass = residual.sum(dim=-1, keepdim=True)
+    # mass is 0 only when p == q up to rounding, where a rejection is (numerically) impossible anyway
+    residual = torch.where(mass > 0, residual / mass.clamp(min=1e-30), p_n)
+    return n, torch.multinomial(residual, 1, generator=generator)[:, 0]
+
+
+# ---------------------------------------------------------------------------------------------------- the state
+
+
+@dataclass
+class SpecState:
+    """Everything one batch of speculative decoding carries between rounds (rows = live sequences)."""
+
+    main: KVCache  # main model; pos[b] = L_b (positions < L_b processed)
+    mtp: list[KVCache]  # one per draft depth; pos[b] = c_i: committed (real) entries, positions 0..c_i-1
+    tokens: torch.Tensor  # (B, S) token at each position: committed up to L, this round's drafts after it
+    last: torch.Tensor  # (B,) L: position of the newest committed token (not yet fed to the main model)
+    hidden: torch.Tensor  # (B, W, H) main hidden states of the last main chunk ...
+    hidden_start: torch.Tensor  # (B,) ... starting at this position
+    carry: list[torch.Tensor]  # carry[i] (B, H): MTP layer i's output at position c_i - 1 (its newest committed)
+
+    def select(self, rows: torch.Tensor) -> None:
+        self.main.select(rows)
+        for c in self.mtp:
+            c.select(rows)
+        self.tokens, self.last = self.tokens[rows], self.last[rows]
+        self.hidden, self.hidden_start = self.hidden[rows], self.hidden_start[rows]
+        self.carry = [c[rows] for c in self.carry]
+
+
+def _ensure_room(cache: KVCache, width: int) -> None:
+    if cache.length + width > cache.max_slots:
+        cache.compact()
+        if cache.length + width > cache.max_slots:
+            raise RuntimeError(f"KV cache full ({cache.max_slots} slots) even after compaction")
+
+
+def _pick(logits: torch.Tensor, temperature: float, top_p: float,
+          generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Draft token (B,) and, when sampling, the distribution it was drawn from (B, V)."""
+    if temperature <= 0:
+        return logits.argmax(dim=-1), None
+    q = probs_from_logits(logits, temperature, top_p)
+    return torch.multinomial(q, 1, generator=generator)[:, 0], q
+
+
+# ---------------------------------------------------------------------------------------------------- one round
+
+
+def draft(model, st: SpecState, k: int, temperature: float, top_p: float,
+          generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Run the k chained MTP layers (catching their caches up on the newly committed positions) and return the
+    drafts (B, k) with their distributions (B, k, V) (None under greedy).  Writes the drafts into ``st.tokens``."""
+    B, H = st.hidden.shape[0], st.hidden.shape[2]
+    L = st.last
+    last = (L - 1)[:, None]  # (B, 1) the position every layer drafts from
+    steps = torch.arange(int((L - st.mtp[-1].pos).max()), device=L.device)[None, :]  # widest chunk is the last
+    src, src_start = st.hidden, st.hidden_start  # producer of layer i's hidden input
+    drafts, qs = [], []
+    embed, rotary = model.model.embed_tokens, model.model.rotary_emb
+    for i in range(k):
+        cache = st.mtp[i]
+        c = cache.pos.clone()  # (B,) committed entries of layer i = its first chunk position
+        n = L - c  # chunk length per row (>= 1)
+        W = int(n.max())
+        _ensure_room(cache, W)
+        pos = c[:, None] + steps[:, :W]  # (B, W)
+        valid = pos <= last
+        pos = torch.minimum(pos, last)  # pads repeat the last position (their output is ignored)
+        h_in = src.gather(1, (pos - src_start[:, None])[..., None].expand(B, W, H))  # (B, W, H)
+        tok = st.tokens.gather(1, pos + (1 + i))  # x_{t+1+i}: real, or a draft of an earlier layer
+        start = cache.length
+        positions, mask = cache.chunk(valid)
+        g = model.model.mtp_layers[i](h_in, embed(tok), rotary(h_in, positions), mask, cache)  # (B, W, H)
+        cache.advance(valid)
+        keep = (n - i).clamp(min=0)  # real entries: positions t <= L-1-i
+        # the output at L-1 (drafts) and at the newest real position (carried to the next round)
+        sel = g.gather(1, torch.stack([n - 1, (keep - 1).clamp(min=0)], dim=1)[..., None].expand(B, 2, H))
+        d, q = _pick(model.lm_head(sel[:, 0]), temperature, top_p, generator)
+        st.tokens.scatter_(1, L[:, None] + (1 + i), d[:, None])
+        drafts.append(d)
+        qs.append(q)
+        cache.invalidate(start, keep)
+        # layer i+1 reads from position c_{i+1} >= c - 1: prepend the carried output at c - 1
+        src = torch.cat([st.carry[i][:, None], g], dim=1)
+        src_start = c - 1
+        st.carry[i] = torch.where((keep > 0)[:, None], sel[:, 1], st.carry[i])
+    q_all = torch.stack(qs, dim=1) if temperature > 0 else None
+    return torch.stack(drafts, dim=1), q_all
+
+
+def verify(model, st: SpecState, drafts: torch.Tensor, draft_probs: torch.Tensor | None, temperature: float,
+           top_p: float, generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One main-model forward over [x_L, drafts]; accept, roll back the main cache, advance ``st``.
+    Returns ``(n_accepted (B,), next_token (B,), target logits (B, k+1, V))``; the new tokens of row b are
+    drafts[b, :n[b]] + [next[b]]."""
+    B, k = drafts.shape
+    rows = torch.arange(B, device=drafts.device)
+    L = st.last
+    _ensure_room(st.main, k + 1)
+    chunk = st.tokens.gather(1, L[:, None] + torch.arange(k + 1, device=L.device)[None, :])  # (B, k+1)
+    start = st.main.length
+    logits, hidden, _ = forward_chunk(model, st.main, chunk)  # (B, k+1, V), (B, k+1, H)
+    if temperature <= 0:
+        n, nxt = accept_greedy(drafts, logits.argmax(dim=-1))
+    else:
+        n, nxt = accept_sampled(drafts, draft_probs, probs_from_logits(logits, temperature, top_p), generator)
+    st.main.invalidate(start, n + 1)  # keep x_L and the accepted drafts
+    st.tokens[rows, L + 1 + n] = nxt
+    st.hidden, st.hidden_start = hidden, L.clone()
+    st.last = L + n + 1
+    return n, nxt, logits
+
+
+def speculative_step(model, st: SpecState, k: int, temperature: float, top_p: float, generator,
+                     stats: GenerationStats | None = None):
+    """Draft, verify, accept: returns ``(drafts (B, k), n_accepted (B,), next_token (B,), target logits
+    (B, k+1, V))``.  With ``stats``, adds the wall time of drafting and of verifying (their ratio bounds the
+    speedup: see mimo.infer.bench)."""
+    t0 = time.perf_counter()
+    drafts, q = draft(model, st, k, temperature, top_p, generator)
+    t1 = time.perf_counter()
+    n, nxt, logits = verify(model, st, drafts, q, temperature, top_p, generator)
+    if stats is not None:
+        stats.draft_seconds += t1 - t0
+        stats.verify_seconds += time.perf_counter() - t1
+    return drafts, n, nxt, logits
+
+
+def _token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float) -> list:
+    """log softmax(logits / T) of ``tokens``: logits (B, m, V), tokens (B, m) -> nested lists (B, m)."""
+    lp = torch.log_softmax(logits.float() / (temperature if temperature > 0 else 1.0), dim=-1)
+    return lp.gather(-1, tokens[..., None])[..., 0].tolist()
+
+
+# ---------------------------------------------------------------------------------------------------- the loop
+
+
+@torch.inference_mode()
+def speculative_generate(model, input_ids: list[list[int]], max_new_tokens: int, temperature: float = 0.0,
+                         top_p: float = 1.0, seed: int | None = None, stop_ids: list[int] | None = None,
+                         num_draft: int | None = None, stats: GenerationStats | None = None, on_token=None,
+                         cache_slack: int | None = None, abort=None,
+                         logprobs: list[list[float]] | None = None) -> list[list[int]]:
+    """Like :func:`mimo.infer.engine.generate` (same arguments, same output contract) with MTP drafting.
+
+    ``num_draft``: draft depth k (default: every MTP layer of the model).  ``cache_slack``: extra KV slots beyond
+    ``prompt + max_new_tokens + one chunk`` before holes are compacted (default: a quarter of max_new_tokens).
+    ``abort()`` is polled before every round (True: raise GenerationAborted); ``logprobs`` receives each emitted
+    token's log-prob under softmax(logits / T) of the main model, as in plain decoding.
+    """
+    t0 = time.perf_counter()
+    n_layers = model.num_mtp_layers
+    k = n_layers if num_draft is None else int(num_draft)
+    if not 1 <= k <= n_layers:
+        raise ValueError(f"num_draft must be in [1, {n_layers}] (the model's MTP layers), got {num_draft}")
+    stops = _stop_set(stop_ids, model)
+    param = next(model.parameters())
+    device, dtype = param.device, param.dtype
+    generator = torch.Generator(device=device)
+    generator.manual_seed(0 if seed is None else seed)
+    B = len(input_ids)
+    out: list[list[int]] = [[] for _ in range(B)]
+    if B == 0 or max_new_tokens <= 0:
+        return out
+    if any(len(p) == 0 for p in input_ids):
+        raise ValueError("empty prompt")
+    longest = max(len(p) for p in input_ids)
+    slack = max(2 * (k + 1), max_new_tokens // 4) if cache_slack is None else cache_slack
+    max_slots = longest + max_new_tokens + k + 1 + slack
+    main = KVCache.for_model(model.config, B, max_slots, dtype=dtype, device=device)
+    mtp = [KVCache.for_model(model.config, B, max_slots, num_layers=1, dtype=dtype, device=device) for _ in range(k)]
+    last_logits, _, hidden, lengths = prefill(model, main, input_ids)
+    first = sample_logits(last_logits, temperature, top_p, generator)
+    tokens = torch.zeros(B, longest + max_new_tokens + 2 * k + 2, dtype=torch.long, device=device)
+    for b, p in enumerate(input_ids):
+        tokens[b, : len(p)] = torch.tensor(p, dtype=torch.long)
+    tokens[torch.arange(B, device=device), lengths] = first
+    H = hidden.shape[-1]
+    st = SpecState(main=main, mtp=mtp, tokens=tokens, last=lengths.clone(), hidden=hidden,
+                   hidden_start=torch.zeros(B, dtype=torch.long, device=device),
+                   carry=[torch.zeros(B, H, dtype=hidden.dtype, device=device) for _ in range(k)])
+    accepted, drafted = [0] * k, [0] * k
+    passes = 1
+    rows = list(range(B))  # original index of each live row
+
+    def emit(b: int, t: int) -> bool:
+        """Append one token to sequence b; True when b is finished."""
+        out[b].append(t)
+        if on_token is not None:
+            on_token(b, t)
+        return t in stops or len(out[b]) >= max_new_tokens
+
+    if logprobs is not None:
+        logprobs[:] = _token_logprobs(last_logits[:, None], first[:, None], temperature)  # [[lp_1], ...]
+    done = [emit(b, t) for b, t in zip(rows, first.tolist())]
+    while True:
+        if any(done):
+            keep = [i for i, d in enumerate(done) if not d]
+            if not keep:
+                break
+            st.select(torch.tensor(keep, device=device))
+            rows = [rows[i] for i in keep]
+        if abort is not None and abort():
+            raise GenerationAborted()
+        drafts, n, nxt, logits = speculative_step(model, st, k, temperature, top_p, generator, stats)
+        passes += 1
+        emitted = torch.cat([drafts, nxt[:, None]], dim=1)  # (B, k+1): row b emits emitted[b, :n] + [nxt]
+        emitted[torch.arange(len(rows), device=device), n] = nxt
+        lps = _token_logprobs(logits, emitted, temperature) if logprobs is not None else None
+        n_list, e_list = n.tolist(), emitted.tolist()  # one device sync per round
+        done = []
+        for r, b in enumerate(rows):
+            for i in range(k):
+                drafted[i] += 1
+                accepted[i] += int(n_list[r] > i)
+            finished = False
+            for j, t in enumerate(e_list[r][: n_list[r] + 1]):
+                if lps is not None:
+                    logprobs[b].append(lps[r][j])
+                finished = emit(b, t)
+                if finished:
+                    break
+            done.append(finished)
+    if stats is not None:
+        stats.prompt_tokens += sum(len(p) for p in input_ids)
+        stats.new_tokens += sum(len(o) for o in out)
+        stats.forward_passes += passes
+        stats.seconds += time.perf_counter() - t0
+        if len(stats.accepted) < k:
+            stats.accepted += [0] * (k - len(stats.accepted))
+            stats.drafted += [0] * (k - len(stats.drafted))
+        for i in range(k):
+            stats.accepted[i] += accepted[i]
+            stats.drafted[i] += drafted[i]
+    return out

@@ -1,0 +1,54 @@
+"""What a saved checkpoint needs beyond ``save_pretrained`` so that vLLM and SGLang load it like a released MiMo.
+
+vLLM resolves ``config.json`` with ``AutoConfig.from_pretrained(..., trust_remote_code=...)``; model_type ``"mimo"``
+is not a transformers model, so -- as in the released XiaomiMiMo checkpoints -- the directory carries a
+``configuration_mimo.py`` and ``auto_map.AutoConfig`` points at it (launch with ``--trust-remote-code``).  The
+weights are then matched by ``architectures[0] == "MiMoForCausalLM"``: the main model loads the Qwen2 names, and
+``--speculative-config '{"method": "mtp", ...}'`` turns the same config into the draft (model_type ``mimo_mtp``,
+``num_hidden_layers`` 0, ``n_predict`` = ``num_nextn_predict_layers``) that loads ``model.mtp_layers.*``.  Older
+loaders read a top-level ``rope_theta`` (transformers 5 writes ``rope_parameters``), so both are written.
+
+The remote-code config below imports only transformers (not mimo) and works with transformers 4 and 5.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+REMOTE_CONFIG_FILE = "configuration_mimo.py"
+AUTO_MAP = {"AutoConfig": "configuration_mimo.MiMoConfig"}
+
+REMOTE_CONFIG_SOURCE = '''"""MiMo configuration for trust_remote_code loaders (vLLM, SGLang): Qwen2 + the MTP fields.
+
+Written by mimo (https://arxiv.org/abs/2505.07608 recipe); depends on transformers only.
+"""
+
+from transformers import Qwen2Config
+
+
+class MiMoConfig(Qwen2Config):
+    model_type = "mimo"
+
+    def __init__(self, num_nextn_predict_layers=1, mtp_hidden_source="pre_norm", **kwargs):
+        # num_nextn_predict_layers: chained Multi-Token-Prediction layers (model.mtp_layers.{i})
+        # mtp_hidden_source: the main hidden state MTP layer 0 reads: before ("pre_norm", as vLLM)
+        # or after ("post_norm") the final norm
+        self.num_nextn_predict_layers = num_nextn_predict_layers
+        self.mtp_hidden_source = mtp_hidden_source
+        super().__init__(**kwargs)
+'''
+
+
+def add_remote_code(path: str | Path) -> None:
+    """Write ``configuration_mimo.py`` into a saved model directory and point ``config.json`` at it (plus a
+    top-level ``rope_theta``).  Idempotent."""
+    path = Path(path)
+    (path / REMOTE_CONFIG_FILE).write_text(REMOTE_CONFIG_SOURCE, encoding="utf-8")
+    cfg_path = path / "config.json"
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    cfg["auto_map"] = {**cfg.get("auto_map", {}), **AUTO_MAP}
+    theta = (cfg.get("rope_parameters") or {}).get("rope_theta")
+    if theta is not None:
+        cfg["rope_theta"] = theta
+    cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")

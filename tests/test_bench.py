@@ -1,0 +1,34 @@
+"""``benchmarks/specdec.py --json FILE`` writes the keys the demo and the lead's checks read (tiny smoke run)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_specdec_script_writes_the_json_contract(tmp_path, tiny_model):
+    from mimo.tokenizer import train_bpe
+    from mimo.train.checkpoint import save_model_dir
+
+    tok = train_bpe(["Question: Compute 12 + 3. Answer: 12 + 3 = 15"] * 30, 300, tmp_path / "tok")
+    save_model_dir(tmp_path / "m", tiny_model(num_nextn_predict_layers=2, vocab_size=tok.vocab_size), tok)
+    spec = importlib.util.spec_from_file_location("specdec_script", ROOT / "benchmarks" / "specdec.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    threads = torch.get_num_threads()
+    try:
+        assert script.main(["--model", str(tmp_path / "m"), "--json", str(tmp_path / "r.json"), "--prompts", "2",
+                            "--max-new-tokens", "6", "--repeats", "1", "--no-peers"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    res = json.loads((tmp_path / "r.json").read_text())
+    assert len(res["acceptance"]) == 2 and all(0 <= a <= 1 for a in res["acceptance"])
+    for key in ("tokens_per_s_plain", "tokens_per_s_speculative", "speedup"):
+        assert isinstance(res[key], float) and res[key] > 0
+    assert res["greedy_identical"] is True
+    assert {r["method"] for r in res["rows"]} == {"plain", "mtp-speculative"}
