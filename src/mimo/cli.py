@@ -14,19 +14,19 @@ from mimo.errors import MimoError
 
 # command -> (module with a `cli(argv)` function, one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "pretrain": ("mimo.train.pretrain", "pretrain a model with next-token + MTP loss over the data stages"),
-    "train-mtp": ("mimo.train.mtp", "grow the MTP layer into k chained layers for speculative decoding"),
-    "sft": ("mimo.train.sft", "supervised fine-tuning on ChatML conversations with <think> reasoning"),
     "demo": ("mimo.demo", "rebuild the MiMo family (Base, RL-Zero, SFT, RL) at toy scale and print the table"),
+    "data": ("mimo.data.cli", "data: extract, dedup, tag, synthesize, decontaminate, mix; curate-rl (RL problems)"),
+    "tokenizer": ("mimo.tokenizer", "train a byte-level BPE tokenizer on text/JSONL files"),
+    "pretrain": ("mimo.train.pretrain", "pretrain a model with next-token + MTP loss over the data stages"),
+    "sft": ("mimo.train.sft", "supervised fine-tuning on ChatML conversations with <think> reasoning"),
     "rl": ("mimo.rl.trainer", "GRPO with MiMo's recipe on the Seamless Rollout Engine (Base -> RL-Zero, SFT -> RL)"),
+    "train-mtp": ("mimo.train.mtp", "grow the MTP layer into k chained layers for speculative decoding"),
+    "eval": ("mimo.eval.cli", "the MiMo evaluation protocol: MATH-500, AIME, LiveCodeBench, GPQA, HumanEval, pass@k"),
     "generate": ("mimo.infer.cli", "generate text from a checkpoint (KV-cached, batched, streaming)"),
     "chat": ("mimo.infer.chat", "interactive multi-turn chat with a checkpoint (live speculative stats)"),
     "serve": ("mimo.infer.serve", "OpenAI-compatible chat-completions HTTP server (streaming) for a checkpoint"),
-    "tokenizer": ("mimo.tokenizer", "train a byte-level BPE tokenizer on text/JSONL files"),
-    "data": ("mimo.data.cli", "data: extract, dedup, tag, synthesize, decontaminate, mix; curate-rl (RL problems)"),
     "rewards": ("mimo.rewards.cli", "test difficulty levels for the code reward (`mimo rewards levels`)"),
     "judge": ("mimo.rewards.server", "the sandboxed code judge: `mimo judge serve` (HTTP) and `mimo judge run`"),
-    "eval": ("mimo.eval.cli", "the MiMo evaluation protocol: MATH-500, AIME, LiveCodeBench, GPQA, HumanEval, pass@k"),
 }
 
 
