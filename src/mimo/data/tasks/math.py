@@ -1,10 +1,12 @@
 """Arithmetic-chain word problems with step-by-step solutions and ``\\boxed{}`` answers.
 
-A problem is a chain of ``steps`` operations on small integers, e.g. ``Compute (23 + 45) * 3 - 17.`` with the
-solution ``23 + 45 = 68`` / ``68 * 3 = 204`` / ``204 - 17 = 187`` / ``The answer is \\boxed{187}.``  Knobs:
-number of steps, operand digits, operators.  Multiplication uses a one-digit factor so that a tiny model can learn
-it.  The split (``train`` / ``heldout``) is a hash of the canonical expression: ``heldout_fraction`` of all
-possible problems are held out, for every seed.
+A problem is a chain of ``steps`` operations on small integers, e.g. ``Compute (7 + 5) * 3 - 8.`` with the
+solution ``7 + 5 = 12`` / ``12 * 3 = 36`` / ``36 - 8 = 28`` / ``The answer is \\boxed{28}.``  Knobs: number of
+steps, operand digits, operators, and ``max_value``, a bound every intermediate result stays within (operands are
+chosen so that it holds; ``None``: unbounded).  Multiplication uses a one-digit factor.  The defaults -- one-digit
+operands, results up to 99 -- make each step a fact a ~1M-parameter model can learn on a CPU in minutes, while
+chains of up to four steps stay hard (per-step errors compound).  The split (``train`` / ``heldout``) is a hash
+of the canonical expression: ``heldout_fraction`` of all possible problems are held out, for every seed.
 """
 
 from __future__ import annotations
@@ -93,8 +95,9 @@ def split_of(expression: str, heldout_fraction: float) -> str:
 class MathTaskGenerator:
     """Seeded generator of :class:`MathProblem` (see module docstring)."""
 
-    def __init__(self, seed: int = 0, min_steps: int = 1, max_steps: int = 3, max_digits: int = 2,
-                 ops: str = "+-*", heldout_fraction: float = 0.2, allow_negative: bool = False):
+    def __init__(self, seed: int = 0, min_steps: int = 1, max_steps: int = 3, max_digits: int = 1,
+                 ops: str = "+-*", heldout_fraction: float = 0.2, allow_negative: bool = False,
+                 max_value: int | None = 99):
         if not 1 <= min_steps <= max_steps:
             raise ValueError("need 1 <= min_steps <= max_steps")
         if not set(ops) <= set("+-*") or not ops:
@@ -102,10 +105,27 @@ class MathTaskGenerator:
         self.rng = random.Random(seed)
         self.min_steps, self.max_steps, self.max_digits = min_steps, max_steps, max_digits
         self.ops, self.heldout_fraction, self.allow_negative = ops, heldout_fraction, allow_negative
+        self.max_value = max_value
 
     def _number(self) -> int:
         digits = self.rng.randint(1, self.max_digits)
-        return self.rng.randint(0 if digits == 1 else 10 ** (digits - 1), 10**digits - 1)
+        return self.rng.randint(1 if digits == 1 else 10 ** (digits - 1), 10**digits - 1)
+
+    def _operand(self, op: str, value: int) -> int | None:
+        """An operand for ``value op operand`` within the knobs, or None when ``op`` cannot be applied."""
+        hi = 10**self.max_digits - 1
+        lo = 1 if self.max_digits == 1 else 10 ** (self.max_digits - 1)
+        cap = self.max_value
+        if op == "*":
+            if value == 0:  # 0 * k teaches nothing
+                return None
+            top = 9 if cap is None else min(9, cap // value)
+            return self.rng.randint(2, top) if top >= 2 else None
+        if op == "-" and not self.allow_negative:
+            top = min(hi, value)
+            return self.rng.randint(min(lo, top), top) if top >= 1 else None
+        top = hi if cap is None or op == "-" else min(hi, cap - value)
+        return self.rng.randint(min(lo, top), top) if top >= 1 else None
 
     def _one(self) -> MathProblem:
         n_steps = self.rng.randint(self.min_steps, self.max_steps)
@@ -113,13 +133,10 @@ class MathTaskGenerator:
         expr = str(value)
         steps = []
         for i in range(n_steps):
-            op = self.rng.choice(self.ops)
-            if op == "*":
-                operand = self.rng.randint(2, 9)
-            elif op == "-" and not self.allow_negative:
-                operand = self.rng.randint(0, value) if value < 10 ** self.max_digits else self._number()
-            else:
-                operand = self._number()
+            choices = [(op, k) for op in self.ops if (k := self._operand(op, value)) is not None]
+            if not choices:  # e.g. 0 with only "-" and "*": restart the chain
+                return self._one()
+            op, operand = self.rng.choice(choices)
             new = value + operand if op == "+" else value - operand if op == "-" else value * operand
             steps.append(f"{value} {op} {operand} = {new}")
             # left-to-right chain; parentheses only where precedence would otherwise change the order
