@@ -38,7 +38,7 @@ def sft_model(tmp_path_factory):
     model.save_pretrained(str(root / "init"))
     cfg = resolve_config(SFTConfig, "sft", overrides={
         "init_from": str(root / "init"), "out_dir": str(root / "sft"), "toy.problems": "150",
-        "toy.max_steps": "1", "toy.max_digits": "1", "toy.teacher_error_rate": "0.0", "seq_len": "128",
+        "toy.max_steps": "1", "toy.max_digits": "1", "toy.teacher_slip_rate": "0.0", "toy.teacher_mul_bias": "0.0", "seq_len": "128",
         "batch_size": "16", "micro_batch_size": "16", "steps": "60", "lr": "0.01", "decontaminate": "[]",
         "decontaminate_toy_heldout": "0", "log_every": "1000", "threads": "1"})
     sft_main(cfg)

@@ -91,7 +91,7 @@ def test_sft_resume_is_exact(tmp_path, tiny_model, tok):
     def cfg(out, **kw):
         base = {"init_from": str(init), "out_dir": str(out), "toy.problems": "120", "seq_len": "128",
                 "batch_size": "4", "micro_batch_size": "2", "steps": "6", "lr": "0.003", "save_every": "3",
-                "decontaminate": "[]", "decontaminate_toy_heldout": "50", "threads": "1"}
+                "decontaminate": "[]", "decontaminate_toy_heldout": "0", "threads": "1"}
         base.update(kw)
         return resolve_config(SFTConfig, "sft", overrides=base)
 

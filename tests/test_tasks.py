@@ -65,14 +65,36 @@ def test_code_tasks_reference_passes_and_teacher_slips_fail_edge_cases():
         code = extract_code(p.chat_response())
         assert code == p.solution
         assert list(judge(code, list(p.tests)).verdicts) == ["passed"] * 10, p.spec
-        noisy = gen.noisy_solution(p, rng)
-        verdicts = judge(noisy, list(p.tests)).verdicts
-        wrong += list(verdicts).count("passed") < 10
-        if p.family == "piecewise" and ">=" in noisy:  # a boundary slip fails exactly the threshold tests
-            failed = {i for i, v in enumerate(verdicts) if v != "passed"}
-            assert failed and all(p.hard[i] for i in failed)
+        noisy = gen.teacher_solution(p, rng, slip_rate=1.0)
+        wrong += list(judge(noisy, list(p.tests)).verdicts).count("passed") < 10
+        if p.family == "piecewise" and " > " in p.solution:  # the boundary bug fails exactly the threshold tests
+            bug = gen.teacher_solution(p, rng, boundary_bias=1.0)
+            failed = {i for i, v in enumerate(judge(bug, list(p.tests)).verdicts) if v != "passed"}
+            assert failed and all(p.hard[i] for i in failed), (p.spec, bug)
     # a slip can be harmless (lower-casing twice); most are not
     assert wrong >= 9
     held = {p.spec for p in CodeTaskGenerator(seed=5).sample(50, "heldout")}
     train = {p.spec for p in CodeTaskGenerator(seed=6).sample(200, "train")}
     assert held and not held & train
+
+
+def test_teacher_slips():
+    import random
+
+    from mimo.data.tasks import MathTaskGenerator
+
+    probs = MathTaskGenerator(seed=2, min_steps=2, max_steps=3).sample(200)
+    rng = random.Random(0)
+    for p in probs:
+        steps, answer = p.teacher_steps(rng)
+        assert steps == p.steps and answer == p.answer  # a perfect teacher
+        steps, answer = p.teacher_steps(rng, mul_bias=1.0)
+        for mine, ref in zip(steps, p.steps):
+            lhs = ref.split(" = ")[0]
+            if " * " in lhs:  # always one multiplication too many, carried on from the (maybe wrong) left side
+                a, _, b = mine.split(" = ")[0].split(" ")
+                assert int(mine.split(" = ")[1]) == int(a) * (int(b) + 1)
+        if not any(" * " in s for s in p.steps):
+            assert answer == p.answer
+        steps, answer = p.teacher_steps(rng, slip_rate=1.0)
+        assert answer != p.answer or len(set(steps) - set(p.steps)) > 0

@@ -32,7 +32,7 @@ from mimo.errors import MimoError
 from mimo.utils.paths import eval_data_dir  # noqa: F401  (re-exported)
 from mimo.utils.io import iter_jsonl, write_json, write_jsonl
 
-_WORD = re.compile(r"\w+")
+_WORD = re.compile(r"\w+|[-+*/=<>^]")  # words, and the operators that tell math problems apart
 _MULT = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit multiplier of the rolling hash
 _BITMAP_BITS = 22
 
@@ -47,10 +47,10 @@ BENCHMARKS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 
 def words(text: str) -> list[str]:
-    """Normalised word tokens.
+    """Normalised word tokens; arithmetic operators count as words (``3 + 4`` and ``3 - 4`` differ).
 
     >>> words("Let $f(x)=\\\\frac{1}{2}x$. Find f(10)!")
-    ['let', 'f', 'x', 'frac', '1', '2', 'x', 'find', 'f', '10']
+    ['let', 'f', 'x', '=', 'frac', '1', '2', 'x', 'find', 'f', '10']
     """
     return _WORD.findall(unicodedata.normalize("NFKC", text).lower())
 

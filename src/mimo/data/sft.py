@@ -174,16 +174,20 @@ def pack(examples: list[tuple[list[int], list[int]]], seq_len: int, pad_id: int)
 
 @dataclasses.dataclass
 class ToySFT:
-    """The built-in SFT set: toy math and code problems answered by an *imperfect* teacher."""
+    """The built-in SFT set: toy math and code problems answered by an *imperfect* teacher -- like SFT data
+    distilled from a strong but fallible model, it carries systematic errors (a multiplication slip, a boundary
+    bug) that more imitation cannot remove and verifiable rewards can."""
 
     seed: int = F(1, "generator seed (held-out problems are never used: their split is disjoint by construction)")
     problems: int = F(3000, "distinct training math problems")
     code_problems: int = F(0, "distinct training code problems")
     responses_per_query: int = F(1, "teacher responses per problem")
-    teacher_error_rate: float = F(0.25, "share of responses with a slip (an arithmetic error, a boundary bug)")
+    teacher_slip_rate: float = F(0.1, "share of responses with one random slip (an arithmetic error, a wrong constant)")
+    teacher_mul_bias: float = F(0.5, "per multiplication step: probability of the teacher's systematic slip a*(b+1)")
+    teacher_boundary_bias: float = F(0.5, "per piecewise code problem: probability of the teacher's >= for > bug")
     min_steps: int = F(1, "fewest arithmetic steps")
     max_steps: int = F(3, "most arithmetic steps")
-    max_digits: int = F(2, "operand digits")
+    max_digits: int = F(1, "operand digits")
     max_pieces: int = F(2, "most pieces / string operations per code problem")
 
 
@@ -194,20 +198,21 @@ def toy_sft_records(spec: ToySFT) -> list[dict]:
     rng = random.Random(spec.seed)
     out = []
 
-    def add(p, correct: str, wrong) -> None:
+    def add(p, response) -> None:
         for _ in range(spec.responses_per_query):
-            noisy = rng.random() < spec.teacher_error_rate
+            text = response()
             out.append({"messages": [{"role": "user", "content": p.prompt_text()},
-                                     {"role": "assistant", "content": wrong() if noisy else correct}],
-                        "id": p.id, "teacher_correct": not noisy})
+                                     {"role": "assistant", "content": text}], "id": p.id,
+                        "teacher_correct": text == p.chat_response()})
 
     gen = MathTaskGenerator(seed=spec.seed, min_steps=spec.min_steps, max_steps=spec.max_steps,
                             max_digits=spec.max_digits)
     for p in gen.sample(spec.problems, "train"):
-        add(p, p.chat_response(), lambda p=p: p.noisy_response(rng))
+        add(p, lambda p=p: p.teacher_response(rng, spec.teacher_slip_rate, spec.teacher_mul_bias))
     if spec.code_problems:
         cgen = CodeTaskGenerator(seed=spec.seed, max_pieces=spec.max_pieces)
         for p in cgen.sample(spec.code_problems, "train"):
-            add(p, p.chat_response(), lambda p=p: p.chat_response(cgen.noisy_solution(p, rng)))
+            add(p, lambda p=p: p.chat_response(cgen.teacher_solution(p, rng, spec.teacher_slip_rate,
+                                                                       spec.teacher_boundary_bias)))
     rng.shuffle(out)
     return out

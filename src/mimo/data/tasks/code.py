@@ -176,13 +176,21 @@ class CodeTaskGenerator:
             out.append(p)
         return out
 
-    def noisy_solution(self, p: CodeProblem, rng: random.Random) -> str:
-        """An imperfect teacher's solution: a boundary slip (``>`` -> ``>=``) or a wrong constant."""
+    def teacher_solution(self, p: CodeProblem, rng: random.Random, slip_rate: float = 0.0,
+                         boundary_bias: float = 0.0) -> str:
+        """A solution as an *imperfect teacher* writes it.  ``boundary_bias``: for piecewise problems, the
+        probability of the systematic boundary bug (``>=`` for every ``>``), which only the tests at the thresholds
+        catch.  ``slip_rate``: the probability of one other slip (a wrong constant, a dropped string operation)."""
         code = p.solution
-        if p.family == "piecewise" and " > " in code and rng.random() < 0.6:
-            return code.replace(" > ", " >= ", 1)
-        m = list(re.finditer(r"(?<=[+\-*] )(\d+)", code))
-        if m:
-            hit = rng.choice(m)
-            return code[: hit.start()] + str(int(hit.group()) + 1) + code[hit.end():]
-        return code.replace("s[::-1]", "s", 1) if "s[::-1]" in code else code.replace("upper", "lower", 1)
+        if p.family == "piecewise" and rng.random() < boundary_bias:
+            code = code.replace(" > ", " >= ")
+        if rng.random() < slip_rate:
+            m = list(re.finditer(r"(?<=[+\-*] )(\d+)", code))
+            if m:
+                hit = rng.choice(m)
+                code = code[: hit.start()] + str(int(hit.group()) + 1) + code[hit.end():]
+            elif "s[::-1]" in code:
+                code = code.replace("s[::-1]", "s", 1)
+            else:
+                code = code.replace("upper", "lower", 1) if "upper" in code else code.replace("lower", "upper", 1)
+        return code

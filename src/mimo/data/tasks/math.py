@@ -51,26 +51,33 @@ class MathProblem:
         """Reference assistant turn in MiMo's format (``<think>`` steps ``</think>`` answer)."""
         return assistant_text(self.reasoning() if with_reasoning else None, self.final_answer())
 
-    def noisy_steps(self, rng: random.Random) -> tuple[tuple[str, ...], str]:
-        """Worked steps with one arithmetic slip (an imperfect teacher): one step's result is off by a small amount
-        and later steps carry the wrong value on correctly.  Returns ``(steps, wrong final answer)``."""
-        k = rng.randrange(len(self.steps))
+    def teacher_steps(self, rng: random.Random, slip_rate: float = 0.0, mul_bias: float = 0.0,
+                      ) -> tuple[tuple[str, ...], str]:
+        """Worked steps as an *imperfect teacher* writes them, and its final answer.
+
+        ``mul_bias``: per multiplication step, the probability of a systematic slip -- multiplying by one more
+        (``7 * 3 = 28``).  ``slip_rate``: per response, the probability of one random arithmetic slip (off by a
+        little) at a random step.  Later steps carry a wrong value on correctly, so the final answer is wrong.
+        """
+        k = rng.randrange(len(self.steps)) if rng.random() < slip_rate else -1
         out, carry = [], None
         for i, step in enumerate(self.steps):
-            lhs, rhs = step.split(" = ")
+            lhs, _ = step.split(" = ")
             a, op, b = lhs.split(" ")
             a = int(a) if carry is None else carry
             b = int(b)
             value = a + b if op == "+" else a - b if op == "-" else a * b
+            if op == "*" and rng.random() < mul_bias:
+                value = a * (b + 1)
             if i == k:
                 value += rng.choice([-10, -2, -1, 1, 2, 10])
             out.append(f"{a} {op} {b} = {value}")
             carry = value
         return tuple(out), str(carry)
 
-    def noisy_response(self, rng: random.Random) -> str:
-        """An assistant turn with one arithmetic slip (see :meth:`noisy_steps`)."""
-        steps, answer = self.noisy_steps(rng)
+    def teacher_response(self, rng: random.Random, slip_rate: float = 0.0, mul_bias: float = 0.0) -> str:
+        """The assistant turn of an imperfect teacher (see :meth:`teacher_steps`)."""
+        steps, answer = self.teacher_steps(rng, slip_rate, mul_bias)
         return assistant_text("\n".join(steps), f"The answer is \\boxed{{{answer}}}.")
 
     def pretrain_text(self, with_reasoning: bool = True) -> str:
