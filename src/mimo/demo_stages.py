@@ -83,10 +83,13 @@ def run_control(cfg, out: Path, sft: Path, steps: int) -> Path:
 def rl_config(cfg, out: Path, init: Path, name: str, steps: int):
     from mimo.rl.trainer import RLConfig
 
+    quick = {"scheduler.batch_size": 2, "scheduler.group_size": 4, "rollout.max_new_tokens": 64,
+             "rewards.level_rollouts": 2, "actor.mini_batch_groups": 2} if cfg.quick else {}
     return _tiny(RLConfig, "rl", init_from=str(init), out_dir=str(out / name), steps=steps, seed=cfg.seed,
                  threads=1, eval_every=0, save_every=steps, **{
                      "toy.seed": cfg.seed + 7, "toy.heldout_math": 0, "toy.heldout_code": 0,
-                     "toy.math_problems": 200 if cfg.quick else 2000, "toy.code_problems": 40 if cfg.quick else 300})
+                     "toy.math_problems": 200 if cfg.quick else 2000, "toy.code_problems": 40 if cfg.quick else 300,
+                     **quick})
 
 
 def run_rl(cfg, out: Path, init: Path, name: str, steps: int) -> tuple[Path, list[dict]]:
