@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="runs/tiny/mtp/final", help="model directory with MTP layers")
     ap.add_argument("--json", default=None, metavar="FILE", help="write the results as JSON")
     ap.add_argument("--prompts", type=int, default=16, help="held-out toy problems")
-    ap.add_argument("--format", choices=("text", "chat"), default="text", help="prompt format")
+    ap.add_argument("--format", choices=("chat", "text"), default="chat", help="prompt format")
     ap.add_argument("--max-new-tokens", type=int, default=96)
     ap.add_argument("--batch-size", type=int, default=1)
     ap.add_argument("--num-draft", type=int, default=None, help="draft depth (default: all MTP layers)")

@@ -16,9 +16,10 @@ import torch
 from mimo.infer.engine import GenerationStats, generate
 
 
-def heldout_prompts(tokenizer, n: int, toy=None, fmt: str = "text") -> list[list[int]]:
+def heldout_prompts(tokenizer, n: int, toy=None, fmt: str = "chat") -> list[list[int]]:
     """Token ids of ``n`` held-out toy math problems (never in any training split), asking for the worked steps:
-    ``fmt="text"`` -> ``Question: ...\\nAnswer:`` (the pretraining format), ``"chat"`` -> a ChatML user turn."""
+    ``fmt="chat"`` -> a ChatML user turn (the model answers with a ``<think>`` trace), ``"text"`` ->
+    ``Question: ...\\nAnswer:`` (the pretraining format)."""
     from mimo.data.tasks.math import MathTaskGenerator
     from mimo.data.toy import ToyCorpus
 
