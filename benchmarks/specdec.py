@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--temperatures", default="0,0.6", help="comma-separated; 0 (greedy) is the headline")
     ap.add_argument("--no-peers", action="store_true", help="skip transformers' generate / prompt lookup")
     ap.add_argument("--repeats", type=int, default=3, help="runs per configuration; the fastest counts")
+    ap.add_argument("--depths", default="", help="comma-separated extra greedy draft depths, e.g. 1,2")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
@@ -61,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[specdec] {source}: {model.num_mtp_layers} MTP layers, {len(prompts)} prompts, "
           f"{args.max_new_tokens} new tokens, batch {args.batch_size}, {torch.get_num_threads()} threads", flush=True)
     res = specdec_benchmark(model, prompts, args.max_new_tokens, stop_ids, temps, num_draft=args.num_draft,
-                            batch_size=args.batch_size, peers=not args.no_peers, repeats=args.repeats)
+                            batch_size=args.batch_size, peers=not args.no_peers, repeats=args.repeats,
+                            depths=tuple(int(d) for d in args.depths.split(",") if d))
     res["model"] = source
     print()
     print(markdown_table(res))

@@ -93,10 +93,11 @@ def _fastest(fn, repeats: int) -> dict:
 
 def specdec_benchmark(model, prompts: list[list[int]], max_new_tokens: int = 128, stop_ids: list[int] | None = None,
                       temperatures: tuple[float, ...] = (0.0, 0.6), top_p: float = 1.0, num_draft: int | None = None,
-                      batch_size: int = 1, peers: bool = True, repeats: int = 1, log=print) -> dict:
+                      batch_size: int = 1, peers: bool = True, repeats: int = 1, depths: tuple[int, ...] = (),
+                      log=print) -> dict:
     """Side by side on the same model and prompts: plain vs MTP-speculative decoding per temperature (greedy
     first), and transformers' greedy ``generate`` and prompt-lookup decoding as peers; each the fastest of
-    ``repeats`` runs.
+    ``repeats`` runs.  ``depths``: extra greedy rows drafting with only the first d MTP layers.
 
     Returns ``{"acceptance": [per MTP layer, greedy], "tokens_per_s_plain", "tokens_per_s_speculative",
     "speedup"}`` (greedy) plus ``rows`` (one per configuration) and details."""
@@ -119,6 +120,14 @@ def specdec_benchmark(model, prompts: list[list[int]], max_new_tokens: int = 128
             log(_row_text(row))
         if temp <= 0:
             greedy = {"plain": plain, "spec": spec, "identical": plain["outputs"] == spec["outputs"]}
+            for d in depths:
+                r = _fastest(lambda: measure(model, prompts, max_new_tokens, True, temp, top_p, num_draft=d,
+                                             stop_ids=stop_ids, batch_size=batch_size), repeats)
+                row = _row(f"mtp-speculative, {d} draft{'s' if d > 1 else ''}", temp, r, plain)
+                row.update(acceptance=r["acceptance"], acceptance_unconditional=r["acceptance_unconditional"],
+                           mean_accepted_length=r["mean_accepted_length"], draft_cost=r["draft_cost"])
+                rows.append(row)
+                log(_row_text(row))
     if peers:
         for name, lookup in (("transformers generate", None), ("transformers prompt-lookup", 10)):
             try:
