@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ngreedy: acceptance per MTP layer {' / '.join(f'{a:.1%}' for a in res['acceptance'])} "
               f"(unconditional {' / '.join(f'{a:.1%}' for a in res['acceptance_unconditional'])}), "
               f"{res['mean_accepted_length']:.2f} tokens per verify, speedup {res['speedup']:.2f}x "
-              f"(CPU time {res['speedup_cpu_time']:.2f}x), drafting costs {res['draft_cost']:.2f}x a verification, "
+              f"(CPU time {res['speedup_cpu_time']:.2f}x); a plain step {res['ms_per_step_plain']:.2f} ms, a "
+              f"verification {res['ms_per_verify']:.2f} ms, drafting {res['ms_per_draft_layer']:.2f} ms per MTP layer; "
               f"outputs identical to plain: {res['greedy_identical']}")
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
