@@ -23,7 +23,7 @@ def test_specdec_script_writes_the_json_contract(tmp_path, tiny_model):
     threads = torch.get_num_threads()
     try:
         assert script.main(["--model", str(tmp_path / "m"), "--json", str(tmp_path / "r.json"), "--prompts", "2",
-                            "--max-new-tokens", "6", "--repeats", "1", "--no-peers"]) == 0
+                            "--max-new-tokens", "6", "--repeats", "1", "--no-peers", "--depths", "1"]) == 0
     finally:
         torch.set_num_threads(threads)
     res = json.loads((tmp_path / "r.json").read_text())
@@ -31,4 +31,4 @@ def test_specdec_script_writes_the_json_contract(tmp_path, tiny_model):
     for key in ("tokens_per_s_plain", "tokens_per_s_speculative", "speedup"):
         assert isinstance(res[key], float) and res[key] > 0
     assert res["greedy_identical"] is True
-    assert {r["method"] for r in res["rows"]} == {"plain", "mtp-speculative"}
+    assert {r["method"] for r in res["rows"]} == {"plain", "mtp-speculative", "mtp-speculative, 1 draft"}

@@ -16,9 +16,10 @@ import torch
 from mimo.infer.engine import GenerationStats, generate
 
 
-def heldout_prompts(tokenizer, n: int, toy=None, fmt: str = "text") -> list[list[int]]:
+def heldout_prompts(tokenizer, n: int, toy=None, fmt: str = "chat") -> list[list[int]]:
     """Token ids of ``n`` held-out toy math problems (never in any training split), asking for the worked steps:
-    ``fmt="text"`` -> ``Question: ...\\nAnswer:`` (the pretraining format), ``"chat"`` -> a ChatML user turn."""
+    ``fmt="chat"`` -> a ChatML user turn (the model answers with a ``<think>`` trace), ``"text"`` ->
+    ``Question: ...\\nAnswer:`` (the pretraining format)."""
     from mimo.data.tasks.math import MathTaskGenerator
     from mimo.data.toy import ToyCorpus
 
@@ -52,9 +53,14 @@ def measure(model, prompts: list[list[int]], max_new_tokens: int, speculative: b
            "tokens_per_s": stats.new_tokens / max(stats.seconds, 1e-9),
            "tokens_per_cpu_s": stats.new_tokens / max(cpu, 1e-9), "outputs": outs}
     if speculative and stats.drafted:
+        rounds = stats.drafted[0]
         res.update(acceptance=stats.acceptance(), acceptance_unconditional=stats.acceptance_unconditional(),
                    mean_accepted_length=stats.mean_accepted_length(),
-                   draft_cost=stats.draft_seconds / max(stats.verify_seconds, 1e-9))
+                   draft_cost=stats.draft_seconds / max(stats.verify_seconds, 1e-9),
+                   ms_per_verify=1e3 * stats.verify_seconds / rounds,
+                   ms_per_draft_layer=1e3 * stats.draft_seconds / rounds / len(stats.drafted))
+    else:  # one decode step per token after the first (prefill)
+        res["ms_per_step"] = 1e3 * stats.seconds / max(stats.forward_passes, 1)
     return res
 
 
@@ -84,65 +90,84 @@ def _hf_generate(model, prompts, max_new_tokens, stop_ids, prompt_lookup: int | 
             "tokens_per_cpu_s": tokens / max(cpu, 1e-9), "outputs": outs}
 
 
-def _fastest(fn, repeats: int) -> dict:
-    """Run ``fn`` ``repeats`` times (identical outputs: fixed seeds) and keep the fastest run -- the least disturbed
-    by whatever else the machine is doing, as ``timeit`` does."""
-    return min((fn() for _ in range(max(1, repeats))), key=lambda r: r["seconds"])
-
-
 def specdec_benchmark(model, prompts: list[list[int]], max_new_tokens: int = 128, stop_ids: list[int] | None = None,
                       temperatures: tuple[float, ...] = (0.0, 0.6), top_p: float = 1.0, num_draft: int | None = None,
-                      batch_size: int = 1, peers: bool = True, repeats: int = 1, log=print) -> dict:
+                      batch_size: int = 1, peers: bool = True, repeats: int = 1, depths: tuple[int, ...] = (),
+                      log=print) -> dict:
     """Side by side on the same model and prompts: plain vs MTP-speculative decoding per temperature (greedy
-    first), and transformers' greedy ``generate`` and prompt-lookup decoding as peers; each the fastest of
-    ``repeats`` runs.
+    first), and transformers' greedy ``generate`` and prompt-lookup decoding as peers.  ``depths``: extra greedy
+    rows drafting with only the first d MTP layers.  Every configuration runs ``repeats`` times, interleaved (so
+    a slow spell of the machine hits all of them), and its fastest run counts, as ``timeit`` does; outputs are
+    identical across repeats (fixed seeds).
 
     Returns ``{"acceptance": [per MTP layer, greedy], "tokens_per_s_plain", "tokens_per_s_speculative",
     "speedup"}`` (greedy) plus ``rows`` (one per configuration) and details."""
     model.eval()
     measure(model, prompts[:1], 8, speculative=False, stop_ids=stop_ids)  # warm-up (allocator, kernels)
     measure(model, prompts[:1], 8, speculative=True, stop_ids=stop_ids, num_draft=num_draft)
-    rows: list[dict] = []
-    greedy: dict = {}
+    configs: list[tuple[str, float, object]] = []  # (method, temperature, run) in table order
     for temp in temperatures:
-        plain = _fastest(lambda: measure(model, prompts, max_new_tokens, False, temp, top_p, stop_ids=stop_ids,
-                                         batch_size=batch_size), repeats)
-        spec = _fastest(lambda: measure(model, prompts, max_new_tokens, True, temp, top_p, num_draft=num_draft,
-                                        stop_ids=stop_ids, batch_size=batch_size), repeats)
-        for name, r in (("plain", plain), ("mtp-speculative", spec)):
-            row = _row(name, temp, r, plain)
-            if "acceptance" in r:
-                row.update(acceptance=r["acceptance"], acceptance_unconditional=r["acceptance_unconditional"],
-                           mean_accepted_length=r["mean_accepted_length"], draft_cost=r["draft_cost"])
-            rows.append(row)
-            log(_row_text(row))
+        configs.append(("plain", temp, lambda t=temp: measure(model, prompts, max_new_tokens, False, t, top_p,
+                                                              stop_ids=stop_ids, batch_size=batch_size)))
+        configs.append(("mtp-speculative", temp, lambda t=temp: measure(
+            model, prompts, max_new_tokens, True, t, top_p, num_draft=num_draft, stop_ids=stop_ids,
+            batch_size=batch_size)))
         if temp <= 0:
-            greedy = {"plain": plain, "spec": spec, "identical": plain["outputs"] == spec["outputs"]}
+            for d in depths:
+                configs.append((f"mtp-speculative, {d} draft{'s' if d > 1 else ''}", temp, lambda t=temp, d=d: measure(
+                    model, prompts, max_new_tokens, True, t, top_p, num_draft=d, stop_ids=stop_ids,
+                    batch_size=batch_size)))
     if peers:
         for name, lookup in (("transformers generate", None), ("transformers prompt-lookup", 10)):
-            try:
-                r = _fastest(lambda: _hf_generate(model, prompts, max_new_tokens, stop_ids, lookup), repeats)
-            except Exception as e:  # a peer failing must not sink the benchmark; say why
-                log(f"{name}: skipped ({type(e).__name__}: {e})")
+            configs.append((name, 0.0, lambda lk=lookup: _hf_generate(model, prompts, max_new_tokens, stop_ids, lk)))
+    best: dict[int, dict] = {}
+    failed: set[int] = set()
+    for _ in range(max(1, repeats)):
+        for i, (name, _, run) in enumerate(configs):
+            if i in failed:
                 continue
-            row = _row(name, 0.0, r, greedy.get("plain"))
-            if greedy:
-                row["same_tokens_as_plain"] = r["outputs"] == greedy["plain"]["outputs"]
-            rows.append(row)
-            log(_row_text(row))
+            try:
+                r = run()
+            except Exception as e:  # a peer failing must not sink the benchmark; say why
+                if not name.startswith("transformers"):
+                    raise
+                log(f"{name}: skipped ({type(e).__name__}: {e})")
+                failed.add(i)
+                continue
+            if i not in best or r["seconds"] < best[i]["seconds"]:
+                best[i] = r
+    rows: list[dict] = []
+    plain_at: dict[float, dict] = {}
+    for i, (name, temp, _) in enumerate(configs):
+        if i not in best:
+            continue
+        r = best[i]
+        if name == "plain":
+            plain_at[temp] = r
+        row = _row(name, temp, r, plain_at.get(temp))
+        for key in ("acceptance", "acceptance_unconditional", "mean_accepted_length", "draft_cost", "ms_per_verify",
+                    "ms_per_draft_layer", "ms_per_step"):
+            if key in r:
+                row[key] = r[key]
+        if name.startswith("transformers") and 0.0 in plain_at:
+            row["same_tokens_as_plain"] = r["outputs"] == plain_at[0.0]["outputs"]
+        rows.append(row)
+        log(_row_text(row))
     result = {"rows": rows, "num_prompts": len(prompts), "max_new_tokens": max_new_tokens,
               "batch_size": batch_size, "num_draft": num_draft or model.num_mtp_layers,
               "threads": torch.get_num_threads(), "repeats": repeats}
-    if greedy:
-        plain, spec = greedy["plain"], greedy["spec"]
+    greedy = {c[0]: best[i] for i, c in enumerate(configs) if c[1] <= 0 and i in best}
+    if "plain" in greedy and "mtp-speculative" in greedy:
+        plain, spec = greedy["plain"], greedy["mtp-speculative"]
         result.update(acceptance=spec.get("acceptance", []),
                       acceptance_unconditional=spec.get("acceptance_unconditional", []),
                       mean_accepted_length=spec.get("mean_accepted_length", 1.0),
-                      draft_cost=spec.get("draft_cost"),
+                      draft_cost=spec.get("draft_cost"), ms_per_step_plain=plain["ms_per_step"],
+                      ms_per_verify=spec.get("ms_per_verify"), ms_per_draft_layer=spec.get("ms_per_draft_layer"),
                       tokens_per_s_plain=plain["tokens_per_s"], tokens_per_s_speculative=spec["tokens_per_s"],
                       speedup=spec["tokens_per_s"] / plain["tokens_per_s"],
                       speedup_cpu_time=spec["tokens_per_cpu_s"] / plain["tokens_per_cpu_s"],
-                      greedy_identical=greedy["identical"])
+                      greedy_identical=plain["outputs"] == spec["outputs"])
     return result
 
 
@@ -164,7 +189,10 @@ def _row_text(row: dict) -> str:
         text += f"  x{row['speedup']:.2f} (CPU time x{row['speedup_cpu_time']:.2f})"
     if "acceptance" in row:
         text += "  acceptance " + " ".join(f"{a:.0%}" for a in row["acceptance"])
-        text += f"  (tokens/verify {row['mean_accepted_length']:.2f}, draft/verify time {row['draft_cost']:.2f})"
+        text += (f"  (tokens/verify {row['mean_accepted_length']:.2f}; verify {row['ms_per_verify']:.2f} ms, "
+                 f"draft {row['ms_per_draft_layer']:.2f} ms per MTP layer)")
+    elif "ms_per_step" in row:
+        text += f"  ({row['ms_per_step']:.2f} ms per step)"
     return text
 
 
