@@ -109,12 +109,14 @@ def main(argv: list[str] | None = None) -> int:
         system_t = dataclasses.replace(system, train_s=t2["train_s"])
         print("\nSensitivity of early_termination (rollout speedup / idle ratio / waste):")
         variants = [
-            ("paper rules (default above)", {}),
+            ("default above (launch margin 1.5 B, carry-over)", {}),
+            ("paper's literal launch rule: margin 1.0 B", {"launch_margin": 1.0}),
             ("strictly on-policy: wait, no carry-over", {"carry_over": False}),
             ("max in flight = B groups", {"max_active_tasks": B}),
             ("max in flight = 4B groups", {"max_active_tasks": 4 * B}),
             ("launch margin 1.25 B", {"launch_margin": 1.25}),
-            ("launch margin 1.5 B", {"launch_margin": 1.5}),
+            ("launch margin 1.4 B", {"launch_margin": 1.4}),
+            ("launch margin 2.0 B", {"launch_margin": 2.0}),
         ]
         for name, change in variants:
             m = simulate_mode("early_termination", args.steps, dataclasses.replace(sched, **change), trace, system_t)

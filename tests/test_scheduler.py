@@ -15,6 +15,7 @@ GOOD, BAD = [1.0, 0.0], [1.0, 1.0]  # an informative and an uninformative group 
 
 
 def make(mode: str, B: int = 2, W: int = 100, **kw) -> Scheduler:
+    kw.setdefault("launch_margin", 1.0)  # the hand-worked cases below use the paper's literal launch rule
     cfg = SchedulerConfig(mode=mode, batch_size=B, group_size=2, max_active_tasks=W, **kw)
     return Scheduler(cfg, ProblemSampler(list(range(1000)), seed=0))
 
@@ -215,7 +216,7 @@ def test_phase_and_input_errors():
     with pytest.raises(MimoError):
         s.on_rollout_done(999)
     for bad in ({"mode": "fastest"}, {"batch_size": 0}, {"mode": "async_reward", "group_size": 1},
-                {"mode": "no_dynamic_sampling", "round_size": 7}, {"launch_margin": 0.0}):
+                {"mode": "no_dynamic_sampling", "round_size": 7}, {"launch_margin": -1.0}):
         with pytest.raises(ConfigError):
             SchedulerConfig(**bad)
 
@@ -227,3 +228,11 @@ def test_gives_up_when_no_group_is_ever_informative():
         for _ in range(100):
             tid = next(t.id for t in s.in_flight() if t.state == "running")
             finish(s, tid, BAD)
+
+
+def test_default_launch_margin_is_per_mode():
+    # auto (0): the paper's literal rule without early termination, 1.5 B with it (surplus is aborted FIFO)
+    assert len(of(make("async_reward", B=4, W=100, valid_prior=0.5, launch_margin=0).begin_step(), Launch)) == 8
+    assert len(of(make("early_termination", B=4, W=100, valid_prior=0.5, launch_margin=0).begin_step(), Launch)) == 12
+    s = make("early_termination", B=4, W=100, valid_prior=0.5, launch_margin=1.0)
+    assert len(of(s.begin_step(), Launch)) == 8
