@@ -35,8 +35,11 @@ def test_splits_disjoint_across_seeds():
 
 
 def test_knobs_and_seeding():
-    easy = MathTaskGenerator(seed=1, min_steps=1, max_steps=1, max_digits=1, ops="+").sample(50)
+    easy = MathTaskGenerator(seed=1, min_steps=1, max_steps=1, max_digits=1, ops="+", max_value=None).sample(50)
     assert all(p.difficulty == 1 and "+" in p.expression and int(p.answer) <= 18 for p in easy)
+    bounded = MathTaskGenerator(seed=1, max_steps=4).sample(200)  # default: every value within 0..10
+    assert all(0 <= int(s.split(" = ")[1]) <= 10 for p in bounded for s in p.steps)
+    assert {op for p in bounded for op in "+-*" if op in p.expression} == set("+-*")
     hard = MathTaskGenerator(seed=1, min_steps=4, max_steps=4).sample(50)
     assert all(p.difficulty == 4 for p in hard)
     assert MathTaskGenerator(seed=5).sample(20) == MathTaskGenerator(seed=5).sample(20)
@@ -98,3 +101,5 @@ def test_teacher_slips():
             assert answer == p.answer
         steps, answer = p.teacher_steps(rng, slip_rate=1.0)
         assert answer != p.answer or len(set(steps) - set(p.steps)) > 0
+        steps, answer = p.teacher_steps(rng, skip_bias=1.0)  # one step short: the intermediate value
+        assert steps == p.steps[:-1] and answer == p.steps[-2].split(" = ")[1]

@@ -37,15 +37,15 @@ class DemoConfig:
     quick: bool = F(False, "the ~3-minute version (CI): smaller budgets everywhere, same pipeline")
     seed: int = F(0, "seed of everything")
     threads: int = F(2, "torch threads for training stages")
-    pretrain_steps: list[int] = F(factory=lambda: [120, 120, 80], help="optimizer steps of the three stages")
+    pretrain_steps: list[int] = F(factory=lambda: [120, 120, 50], help="optimizer steps of the three stages")
     sft_steps: int = F(120, "SFT optimizer steps")
-    rl_steps: int = F(16, "RL iterations (RL from SFT)")
-    rlzero_steps: int = F(16, "RL iterations (RL-Zero from Base)")
-    mtp_steps: int = F(120, "steps training the extra MTP layers")
+    rl_steps: int = F(40, "RL iterations (RL from SFT)")
+    rlzero_steps: int = F(10, "RL iterations (RL-Zero from Base)")
+    mtp_steps: int = F(30, "steps training the extra MTP layers")
     mtp_layers: int = F(3, "MTP layers after train-mtp")
-    eval_math: int = F(200, "held-out math problems")
+    eval_math: int = F(500, "held-out math problems")
     eval_code: int = F(50, "held-out code problems")
-    eval_samples: int = F(4, "samples per held-out problem (avg@k, pass@k)")
+    eval_samples: int = F(2, "samples per held-out problem (avg@k, pass@k)")
     specdec_prompts: int = F(16, "prompts of the speculative-decoding measurement")
 
     def scaled(self) -> DemoConfig:
@@ -78,9 +78,8 @@ class Progress:
         self.current, self.t_stage = name, now
         elapsed = now - self.t0
         eta = elapsed / self.done * (self.total - self.done) if self.done > 0 else float("nan")
-        i = list(self.weights).index(name) + 1 if name in self.weights else 0
-        print(f"\n=== [{i}/{len(self.weights)}] {name} | elapsed {format_seconds(elapsed)} | "
-              f"ETA {format_seconds(eta)} ===", flush=True)
+        tag = f"[{list(self.weights).index(name) + 1}/{len(self.weights)}] " if name in self.weights else ""
+        print(f"\n=== {tag}{name} | elapsed {format_seconds(elapsed)} | ETA {format_seconds(eta)} ===", flush=True)
 
     def finish(self) -> float:
         self.stage("done")

@@ -2,7 +2,11 @@
 
 The family table is laid out like the paper's (rows: benchmarks; columns: Base, RL-Zero, SFT, RL), every number
 ``pass@1 (avg@k) +- its standard error over problems``, with the compute-matched supervised control beside it.
-Gaps are given in units of the combined standard error ``sqrt(se_a^2 + se_b^2)``.
+Each claimed ordering gives its gap in two units: the combined standard error ``sqrt(se_a^2 + se_b^2)``
+(independent samples; conservative) and the paired standard error of the per-problem differences (both models
+answer the same held-out problems, so this is the standard error of the gap itself).  A claim holds when the gap
+exceeds 3 of the *combined* standard errors for SFT > Base and RL > SFT on math, and when it is positive for
+RL-Zero > Base, RL > Base on code and RL > its compute-matched control (the orderings the demo is asked to show).
 """
 
 from __future__ import annotations
@@ -78,6 +82,25 @@ def _plot_curves(out: Path, rl_metrics: list[dict], rlzero_metrics: list[dict]) 
     return made
 
 
+def paired_gap(out: Path, a: str, b: str, bench: str) -> float:
+    """Gap / standard error of the mean per-problem difference, from the evaluation folders (nan if missing)."""
+    def scores(model: str) -> dict[str, float]:
+        path = out / "eval" / model / BENCH[bench] / "problems.jsonl"
+        if not path.is_file():
+            return {}
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return {r["problem_id"]: r["mean_score"] for r in rows}
+
+    sa, sb = scores(a), scores(b)
+    common = sorted(set(sa) & set(sb))
+    if len(common) < 2:
+        return math.nan
+    d = [sa[p] - sb[p] for p in common]
+    mean = sum(d) / len(d)
+    se = math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1) / len(d))
+    return mean / se if se > 0 else (math.inf if mean > 0 else -math.inf if mean < 0 else 0.0)
+
+
 def write_report(out: Path, cfg, results: dict, specdec: dict, rollout: dict, rl_metrics: list[dict],
                  rlzero_metrics: list[dict], control_steps: int, stage_times: dict, seconds: float) -> dict:
     family = {m: {k: _cell(results[m][b]) for k, b in BENCH.items()} for m in FAMILY}
@@ -85,9 +108,10 @@ def write_report(out: Path, cfg, results: dict, specdec: dict, rollout: dict, rl
     checks = []
     for a, b, bench in CLAIMS:
         pts, z = gap(results, a, b, bench)
+        zp = paired_gap(out, a, b, bench)
         checks.append({"claim": f"{a} > {b} on {bench}", "points": round(pts, 2), "z": round(z, 2),
-                       "holds": z > 3.0 if (a, b) != ("RL-Zero", "Base") and (a, b, bench) != ("RL", "Base", "code")
-                       else z > 0})
+                       "z_paired": round(zp, 2) if math.isfinite(zp) else None,
+                       "holds": z > 3.0 if (a, b) in (("SFT", "Base"), ("RL", "SFT")) else z > 0})
     report = {
         "family": family,
         "control": control,
@@ -129,9 +153,11 @@ def markdown(report: dict, plots: list[str]) -> str:
         n = fam["Base"][key]["n"]
         lines.append(f"| {title}, {n} problems | " + " | ".join(_pct(fam[m][key]) for m in FAMILY) +
                      f" | {_pct(ctl[key])} |")
-    lines += ["", "| Claim (paper's ordering) | gap (points) | gap / combined s.e. | holds |", "|---|---|---|---|"]
+    lines += ["", "| Claim (paper's ordering) | gap (points) | gap / combined s.e. | gap / paired s.e. | holds |",
+              "|---|---|---|---|---|"]
     for c in report["checks"]:
-        lines.append(f"| {c['claim']} | {c['points']:+.1f} | {c['z']:+.1f} | {'yes' if c['holds'] else 'NO'} |")
+        zp = f"{c['z_paired']:+.1f}" if c.get("z_paired") is not None else "-"
+        lines.append(f"| {c['claim']} | {c['points']:+.1f} | {c['z']:+.1f} | {zp} | {'yes' if c['holds'] else 'NO'} |")
     mtp, ro = report["mtp"], report["rollout"]
     acc = ", ".join(f"layer {i + 1}: {100 * a:.0f}%" for i, a in enumerate(mtp["acceptance"]))
     lines += [

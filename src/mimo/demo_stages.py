@@ -37,7 +37,7 @@ def run_pretrain(cfg, out: Path) -> Path:
     base = _tiny(PretrainConfig, "pretrain")
     stages = [dict(to_dict(s), steps=n) for s, n in zip(base.stages, cfg.pretrain_steps)]
     pc = _tiny(PretrainConfig, "pretrain", out_dir=str(out / "pretrain"), stages=stages, seed=cfg.seed,
-               threads=cfg.threads, eval_every=max(1, sum(cfg.pretrain_steps) // 8),
+               threads=cfg.threads, eval_every=max(1, sum(cfg.pretrain_steps) // 4),
                save_every=sum(cfg.pretrain_steps), decay_steps=max(1, cfg.pretrain_steps[-1] // 2),
                warmup_steps=max(1, min(20, cfg.pretrain_steps[0] // 4)),
                batch_warmup_steps=max(1, min(30, cfg.pretrain_steps[0] // 3)),
@@ -53,7 +53,7 @@ def sft_config(cfg, out: Path, init: Path, name: str = "sft", steps: int | None 
     kw = {"init_from": str(init), "out_dir": str(out / name), "seed": cfg.seed, "threads": cfg.threads,
           "steps": steps if steps is not None else cfg.sft_steps, "decontaminate_toy_heldout": 1000,
           "toy.seed": cfg.seed + 1, "toy.problems": 600 if cfg.quick else 3000,
-          "toy.code_problems": 100 if cfg.quick else 600}
+          "toy.code_problems": 100 if cfg.quick else 1000}
     if lr is not None:
         kw["lr"], kw["decay_steps"] = lr, 0
     return _tiny(SFTConfig, "sft", **kw)
@@ -88,7 +88,7 @@ def rl_config(cfg, out: Path, init: Path, name: str, steps: int):
     return _tiny(RLConfig, "rl", init_from=str(init), out_dir=str(out / name), steps=steps, seed=cfg.seed,
                  threads=1, eval_every=0, save_every=steps, **{
                      "toy.seed": cfg.seed + 7, "toy.heldout_math": 0, "toy.heldout_code": 0,
-                     "toy.math_problems": 200 if cfg.quick else 2000, "toy.code_problems": 40 if cfg.quick else 300,
+                     "toy.math_problems": 200 if cfg.quick else 2000, "toy.code_problems": 24 if cfg.quick else 48,
                      **quick})
 
 

@@ -185,6 +185,8 @@ class ToySFT:
     teacher_slip_rate: float = F(0.1, "share of responses with one random slip (an arithmetic error, a wrong constant)")
     teacher_mul_bias: float = F(0.5, "per multiplication step: probability of the teacher's systematic slip a*(b+1)")
     teacher_boundary_bias: float = F(0.5, "per piecewise code problem: probability of the teacher's >= for > bug")
+    teacher_skip_bias: float = F(0.5, "per math problem of 2+ steps: probability that the teacher stops one step "
+                                      "short and answers the intermediate value")
     min_steps: int = F(1, "fewest arithmetic steps")
     max_steps: int = F(3, "most arithmetic steps")
     max_digits: int = F(1, "operand digits")
@@ -208,7 +210,8 @@ def toy_sft_records(spec: ToySFT) -> list[dict]:
     gen = MathTaskGenerator(seed=spec.seed, min_steps=spec.min_steps, max_steps=spec.max_steps,
                             max_digits=spec.max_digits)
     for p in gen.sample(spec.problems, "train"):
-        add(p, lambda p=p: p.teacher_response(rng, spec.teacher_slip_rate, spec.teacher_mul_bias))
+        add(p, lambda p=p: p.teacher_response(rng, spec.teacher_slip_rate, spec.teacher_mul_bias,
+                                               spec.teacher_skip_bias))
     if spec.code_problems:
         cgen = CodeTaskGenerator(seed=spec.seed, max_pieces=spec.max_pieces)
         for p in cgen.sample(spec.code_problems, "train"):

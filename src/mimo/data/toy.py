@@ -48,15 +48,15 @@ class ToyCorpus:
     docs_per_source: int = F(20000, "documents generated per source (stages sample from them, with repeats)")
     min_steps: int = F(1, "fewest arithmetic steps per problem")
     max_steps: int = F(3, "most arithmetic steps per problem")
-    max_digits: int = F(2, "operand digits")
+    max_digits: int = F(1, "operand digits")
     max_pieces: int = F(2, "most pieces / string operations per code problem")
     stage_tokens: list[int] = F(factory=lambda: [1_000_000, 1_000_000, 600_000],
                                 help="token budget of each stage's shards (the stream repeats when trained longer)")
     stage_weights: list[dict[str, float]] = F(
         factory=lambda: [
-            {"text": 0.4, "math_answer": 0.3, "math_cot": 0.15, "code": 0.15},
-            {"text": 0.3, "math_answer": 0.25, "math_cot": 0.25, "code": 0.2},
-            {"text": 0.2, "math_answer": 0.2, "math_cot": 0.3, "code": 0.2, "synthetic": 0.1},
+            {"text": 0.2, "math_answer": 0.2, "math_cot": 0.4, "code": 0.2},
+            {"text": 0.1, "math_answer": 0.15, "math_cot": 0.5, "code": 0.25},
+            {"text": 0.05, "math_answer": 0.1, "math_cot": 0.4, "code": 0.25, "synthetic": 0.2},
         ],
         help="per stage: source -> token share (sources: text, math_answer, math_cot, code, synthetic)",
     )

@@ -24,7 +24,7 @@ class ToyRL:
     math_problems: int = F(2000, "training math problems")
     min_steps: int = F(1, "fewest arithmetic steps")
     max_steps: int = F(4, "most arithmetic steps (harder than SFT's, to leave RL headroom)")
-    max_digits: int = F(2, "operand digits")
+    max_digits: int = F(1, "operand digits")
     code_problems: int = F(0, "training code problems")
     code_families: str = F("piecewise,string", "code task families")
     max_pieces: int = F(2, "most pieces / string operations per code problem")

@@ -1,12 +1,13 @@
 """Arithmetic-chain word problems with step-by-step solutions and ``\\boxed{}`` answers.
 
-A problem is a chain of ``steps`` operations on small integers, e.g. ``Compute (7 + 5) * 3 - 8.`` with the
-solution ``7 + 5 = 12`` / ``12 * 3 = 36`` / ``36 - 8 = 28`` / ``The answer is \\boxed{28}.``  Knobs: number of
+A problem is a chain of ``steps`` operations on small integers, e.g. ``Compute (2 + 3) * 2 - 4.`` with the
+solution ``2 + 3 = 5`` / ``5 * 2 = 10`` / ``10 - 4 = 6`` / ``The answer is \\boxed{6}.``  Knobs: number of
 steps, operand digits, operators, and ``max_value``, a bound every intermediate result stays within (operands are
 chosen so that it holds; ``None``: unbounded).  Multiplication uses a one-digit factor.  The defaults -- one-digit
-operands, results up to 99 -- make each step a fact a ~1M-parameter model can learn on a CPU in minutes, while
-chains of up to four steps stay hard (per-step errors compound).  The split (``train`` / ``heldout``) is a hash
-of the canonical expression: ``heldout_fraction`` of all possible problems are held out, for every seed.
+operands, every value up to 10 (~150 distinct facts) -- make each step a fact a ~1M-parameter model learns on a
+CPU in minutes, while chains of up to four steps stay hard (per-step errors compound).  The split (``train`` /
+``heldout``) is a hash of the canonical expression: ``heldout_fraction`` of all possible problems are held
+out, for every seed.
 """
 
 from __future__ import annotations
@@ -52,16 +53,22 @@ class MathProblem:
         return assistant_text(self.reasoning() if with_reasoning else None, self.final_answer())
 
     def teacher_steps(self, rng: random.Random, slip_rate: float = 0.0, mul_bias: float = 0.0,
-                      ) -> tuple[tuple[str, ...], str]:
+                      skip_bias: float = 0.0) -> tuple[tuple[str, ...], str]:
         """Worked steps as an *imperfect teacher* writes them, and its final answer.
 
         ``mul_bias``: per multiplication step, the probability of a systematic slip -- multiplying by one more
         (``7 * 3 = 28``).  ``slip_rate``: per response, the probability of one random arithmetic slip (off by a
         little) at a random step.  Later steps carry a wrong value on correctly, so the final answer is wrong.
+        ``skip_bias``: per problem of two or more steps, the probability that the teacher stops one step short and
+        answers the intermediate value (a habit a student copies: a behaviour, not a fact, which RL with a
+        verifiable reward can unlearn and more imitation cannot).
         """
-        k = rng.randrange(len(self.steps)) if rng.random() < slip_rate else -1
+        chain = self.steps
+        if skip_bias > 0 and len(chain) > 1 and rng.random() < skip_bias:
+            chain = chain[:-1]
+        k = rng.randrange(len(chain)) if rng.random() < slip_rate else -1
         out, carry = [], None
-        for i, step in enumerate(self.steps):
+        for i, step in enumerate(chain):
             lhs, _ = step.split(" = ")
             a, op, b = lhs.split(" ")
             a = int(a) if carry is None else carry
@@ -75,9 +82,10 @@ class MathProblem:
             carry = value
         return tuple(out), str(carry)
 
-    def teacher_response(self, rng: random.Random, slip_rate: float = 0.0, mul_bias: float = 0.0) -> str:
+    def teacher_response(self, rng: random.Random, slip_rate: float = 0.0, mul_bias: float = 0.0,
+                         skip_bias: float = 0.0) -> str:
         """The assistant turn of an imperfect teacher (see :meth:`teacher_steps`)."""
-        steps, answer = self.teacher_steps(rng, slip_rate, mul_bias)
+        steps, answer = self.teacher_steps(rng, slip_rate, mul_bias, skip_bias)
         return assistant_text("\n".join(steps), f"The answer is \\boxed{{{answer}}}.")
 
     def pretrain_text(self, with_reasoning: bool = True) -> str:
@@ -104,7 +112,7 @@ class MathTaskGenerator:
 
     def __init__(self, seed: int = 0, min_steps: int = 1, max_steps: int = 3, max_digits: int = 1,
                  ops: str = "+-*", heldout_fraction: float = 0.2, allow_negative: bool = False,
-                 max_value: int | None = 99):
+                 max_value: int | None = 10):
         if not 1 <= min_steps <= max_steps:
             raise ValueError("need 1 <= min_steps <= max_steps")
         if not set(ops) <= set("+-*") or not ops:
