@@ -29,7 +29,7 @@ def sft_model(tmp_path_factory):
     from mimo.train.sft import SFTConfig, main as sft_main
 
     root = tmp_path_factory.mktemp("rlmodel")
-    probs = MathTaskGenerator(seed=0, max_steps=1, max_digits=1).sample(150)
+    probs = MathTaskGenerator(seed=0, max_steps=1, max_digits=1).sample(80)  # ~85 one-step train problems exist
     tok = train_bpe([p.chat_prompt() + p.chat_response() for p in probs], 300, root / "init")
     torch.manual_seed(0)
     model = MiMoForCausalLM(ModelSpec(vocab_size=tok.vocab_size, hidden_size=64, intermediate_size=128,
@@ -37,7 +37,7 @@ def sft_model(tmp_path_factory):
                                       num_key_value_heads=2).to_hf(eos_token_id=tok.stop_ids))
     model.save_pretrained(str(root / "init"))
     cfg = resolve_config(SFTConfig, "sft", overrides={
-        "init_from": str(root / "init"), "out_dir": str(root / "sft"), "toy.problems": "150",
+        "init_from": str(root / "init"), "out_dir": str(root / "sft"), "toy.problems": "80",
         "toy.max_steps": "1", "toy.max_digits": "1", "toy.teacher_slip_rate": "0.0", "toy.teacher_mul_bias": "0.0", "seq_len": "128",
         "batch_size": "16", "micro_batch_size": "16", "steps": "60", "lr": "0.01", "decontaminate": "[]",
         "decontaminate_toy_heldout": "0", "log_every": "1000", "threads": "1"})
