@@ -12,7 +12,6 @@ import dataclasses
 import sys
 
 from mimo.config import F, stage_cli
-from mimo.errors import MimoError
 from mimo.tokenizer import END_THINK
 
 
@@ -123,21 +122,9 @@ def _merge(total, part) -> None:
 
 
 def main(cfg: ChatConfig) -> int:
-    from mimo.train.checkpoint import load_model_dir
-    from mimo.train.dist import resolve_device
+    from mimo.infer.engine import load_for_inference
 
-    if not cfg.model:
-        raise MimoError("--model is required")
-    if cfg.threads > 0:
-        import torch
-
-        torch.set_num_threads(cfg.threads)
-    model, tok = load_model_dir(cfg.model, device=resolve_device(cfg.device))
-    if tok is None:
-        raise MimoError(f"{cfg.model}: no tokenizer in the model directory")
-    if cfg.num_draft is not None and not 1 <= cfg.num_draft <= model.num_mtp_layers:
-        raise MimoError(f"--num_draft must be in [1, {model.num_mtp_layers}] (the model's MTP layers)")
-    model.eval()
+    model, tok = load_for_inference(cfg.model, cfg.device, cfg.threads, cfg.num_draft)
     return run(model, tok, cfg)
 
 

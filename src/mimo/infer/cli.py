@@ -27,22 +27,13 @@ class GenerateConfig:
 def main(cfg: GenerateConfig) -> int:
     import torch
 
-    from mimo.infer.engine import GenerationStats, generate
-    from mimo.train.checkpoint import load_model_dir
-    from mimo.train.dist import resolve_device
+    from mimo.infer.engine import GenerationStats, generate, load_for_inference
 
     if not cfg.model:
         raise MimoError("--model is required")
     if not cfg.prompt:
         raise MimoError("--prompt is required")
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    model, tok = load_model_dir(cfg.model, device=resolve_device(cfg.device))
-    if tok is None:
-        raise MimoError(f"{cfg.model}: no tokenizer in the model directory")
-    if cfg.num_draft is not None and not 1 <= cfg.num_draft <= model.num_mtp_layers:
-        raise MimoError(f"--num_draft must be in [1, {model.num_mtp_layers}] (the model's MTP layers)")
-    model.eval()
+    model, tok = load_for_inference(cfg.model, cfg.device, cfg.threads, cfg.num_draft)
     ids = [tok.chat_prompt(p) if cfg.chat else tok.encode(p) for p in cfg.prompt]
     spec = cfg.speculative if cfg.speculative is not None else model.num_mtp_layers > 0
     stats = GenerationStats()

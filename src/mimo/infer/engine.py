@@ -282,3 +282,25 @@ def generate(model, input_ids: list[list[int]], max_new_tokens: int, temperature
         stats.forward_passes += passes
         stats.seconds += time.perf_counter() - t0
     return out
+
+
+def load_for_inference(model_dir: str, device: str = "auto", threads: int = 0, num_draft: int | None = None):
+    """The model and tokenizer of a checkpoint, in eval mode, for ``mimo generate`` / ``chat`` / ``serve``.
+
+    ``threads > 0`` sets torch's CPU threads; ``num_draft`` (if given) must fit the model's MTP layers.  Raises
+    :class:`~mimo.errors.MimoError` with a one-line message for anything the user can fix."""
+    from mimo.errors import MimoError
+    from mimo.train.checkpoint import load_model_dir
+    from mimo.train.dist import resolve_device
+
+    if not model_dir:
+        raise MimoError("--model is required")
+    if threads > 0:
+        torch.set_num_threads(threads)
+    model, tok = load_model_dir(model_dir, device=resolve_device(device))
+    if tok is None:
+        raise MimoError(f"{model_dir}: no tokenizer in the model directory")
+    if num_draft is not None and not 1 <= num_draft <= model.num_mtp_layers:
+        raise MimoError(f"--num_draft must be in [1, {model.num_mtp_layers}] (the model's MTP layers)")
+    model.eval()
+    return model, tok

@@ -457,19 +457,9 @@ class Server(ThreadingHTTPServer):
 def main(cfg: ServeConfig) -> int:
     from pathlib import Path
 
-    from mimo.train.checkpoint import load_model_dir
-    from mimo.train.dist import resolve_device
+    from mimo.infer.engine import load_for_inference
 
-    if not cfg.model:
-        raise MimoError("--model is required")
-    if cfg.threads > 0:
-        import torch
-
-        torch.set_num_threads(cfg.threads)
-    model, tok = load_model_dir(cfg.model, device=resolve_device(cfg.device))
-    if tok is None:
-        raise MimoError(f"{cfg.model}: no tokenizer in the model directory")
-    model.eval()
+    model, tok = load_for_inference(cfg.model, cfg.device, cfg.threads)
     engine = ChatEngine(model, tok, cfg.served_name or Path(cfg.model).resolve().name, cfg.speculative,
                         cfg.num_draft)
     try:
