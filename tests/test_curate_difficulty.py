@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-import mimo.data.curate_difficulty as difficulty
+import mimo.curate.difficulty as difficulty
 from mimo.data.cli import cli
-from mimo.data.curate_difficulty import PassStats, difficulty_drop, sample_stats
+from mimo.curate.difficulty import PassStats, difficulty_drop, sample_stats
 from mimo.rl.actor import Sample
 
 
@@ -103,7 +103,7 @@ def always_four(tmp_path_factory):
     token depends on the current one only (the last prompt token -> "4" -> <|im_end|>), by a wide margin."""
     import torch
 
-    from mimo.data.tasks import MathTaskGenerator
+    from mimo.tasks import MathTaskGenerator
     from mimo.model import MiMoForCausalLM, ModelSpec
     from mimo.tokenizer import train_bpe
     from mimo.train.checkpoint import save_model_dir

@@ -49,7 +49,7 @@ def test_endpoint_backend_errors_are_one_line():
 
 
 def test_reasoning_returned_apart_is_put_back():
-    from mimo.data.llm_client import _choice
+    from mimo.infer.client import _choice
 
     c = {"message": {"content": "\\boxed{4}", "reasoning_content": "2+2"}, "finish_reason": "length"}
     assert _choice(c, {"completion_tokens": 9}, True) == {"text": "<think>\n2+2\n</think>\n\\boxed{4}",

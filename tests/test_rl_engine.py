@@ -23,7 +23,7 @@ def sft_model(tmp_path_factory):
     groups) without being good."""
     import torch
 
-    from mimo.data.tasks import MathTaskGenerator
+    from mimo.tasks import MathTaskGenerator
     from mimo.model import MiMoForCausalLM, ModelSpec
     from mimo.tokenizer import train_bpe
     from mimo.train.sft import SFTConfig, main as sft_main

@@ -6,7 +6,7 @@ import pytest
 from openai_stub import OpenAIStub
 
 from mimo.cli import main as mimo_main
-from mimo.data.llm_client import ChatClient
+from mimo.infer.client import ChatClient
 from mimo.data.synthesize import SynthesizeConfig, synthesize_endpoint, synthesize_toy
 from mimo.errors import MimoError
 from mimo.utils.io import read_jsonl, write_jsonl

@@ -8,7 +8,7 @@ import random
 from openai_stub import OpenAIStub
 
 from mimo.cli import main as mimo_main
-from mimo.data.llm_client import ChatClient
+from mimo.infer.client import ChatClient
 from mimo.data.tag import LLMTagger, SmallTagger, parse_llm_tags
 from mimo.data.toy_web import DOMAINS, document, seed_documents
 from mimo.utils.io import read_jsonl, write_jsonl

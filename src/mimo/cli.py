@@ -14,7 +14,7 @@ from mimo.errors import MimoError
 
 # command -> (module with a `cli(argv)` function, one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("mimo.demo", "rebuild the MiMo family (Base, RL-Zero, SFT, RL) at toy scale and print the table"),
+    "demo": ("mimo.demo.family", "rebuild the MiMo family (Base, RL-Zero, SFT, RL) at toy scale and print the table"),
     "data": ("mimo.data.cli", "data: extract, dedup, tag, synthesize, decontaminate, mix; curate-rl (RL problems)"),
     "tokenizer": ("mimo.tokenizer", "train a byte-level BPE tokenizer on text/JSONL files"),
     "pretrain": ("mimo.train.pretrain", "pretrain a model with next-token + MTP loss over the data stages"),

@@ -194,8 +194,8 @@ class ToySFT:
 
 
 def toy_sft_records(spec: ToySFT) -> list[dict]:
-    from mimo.data.tasks import MathTaskGenerator
-    from mimo.data.tasks.code import CodeTaskGenerator
+    from mimo.tasks import MathTaskGenerator
+    from mimo.tasks.code import CodeTaskGenerator
 
     rng = random.Random(spec.seed)
     out = []

@@ -80,7 +80,7 @@ def format_response(prompt: str, response: str) -> str:
 def synthesize_endpoint(cfg: SynthesizeConfig, client=None) -> tuple[list[dict], dict]:
     """Responses from an OpenAI-compatible endpoint; returns (records, counts)."""
     if client is None:
-        from mimo.data.llm_client import ChatClient
+        from mimo.infer.client import ChatClient
 
         client = ChatClient(cfg.endpoint, cfg.model)
     if not cfg.input:
@@ -106,7 +106,7 @@ def synthesize_endpoint(cfg: SynthesizeConfig, client=None) -> tuple[list[dict],
 
 def toy_problems(n: int, seed: int) -> list[dict]:
     """``{"id", "question", "reasoning", "answer"}`` from the built-in verifiable task generators (train split)."""
-    from mimo.data.tasks import MathTaskGenerator
+    from mimo.tasks import MathTaskGenerator
 
     problems = MathTaskGenerator(seed=seed).sample(n, split="train")
     return [{"id": p.id, "question": p.question, "reasoning": p.reasoning(), "answer": p.final_answer()}

@@ -148,7 +148,7 @@ class TagConfig:
 
 def build_tagger(cfg: TagConfig):
     if cfg.tagger == "llm":
-        from mimo.data.llm_client import ChatClient
+        from mimo.infer.client import ChatClient
 
         return LLMTagger(ChatClient(cfg.endpoint, cfg.llm_model), concurrency=cfg.concurrency)
     if cfg.tagger != "small":

@@ -7,7 +7,7 @@ with generated sources instead of web dumps, written as JSONL and mixed by :func
 * ``text``        short general sentences from a template grammar (the "web" of the toy world);
 * ``math_answer`` arithmetic problems with the answer only (low reasoning density);
 * ``math_cot``    the same kind of problems with worked steps (high reasoning density);
-* ``code``        small Python functions under a comment stating what they do (:mod:`mimo.data.tasks.code`);
+* ``code``        small Python functions under a comment stating what they do (:mod:`mimo.tasks.code`);
 * ``synthetic``   ChatML reasoning traces (``<think>`` steps ``</think>`` answer) -- stage 3's synthetic data.
 
 Only *train*-split problems appear; held-out problems never do.
@@ -21,8 +21,8 @@ from pathlib import Path
 
 from mimo.config import F
 from mimo.data.shards import ShardWriter
-from mimo.data.tasks.code import CodeTaskGenerator
-from mimo.data.tasks.math import MathTaskGenerator
+from mimo.tasks.code import CodeTaskGenerator
+from mimo.tasks.math import MathTaskGenerator
 from mimo.tokenizer import IM_END, Tokenizer, train_bpe
 from mimo.utils.io import write_jsonl
 

@@ -6,7 +6,7 @@
   drafting).  Requests are sent in chunks so that finished samples are saved as they come.  Written against
   vLLM's public API; not run here (no GPU in our CI), its request plumbing is tested with a stand-in module.
 * :class:`EndpointBackend` -- any OpenAI-compatible chat-completions server (``vllm serve``, ``sglang``,
-  ``mimo serve``) through :class:`mimo.data.llm_client.ChatClient` (retries, concurrency).
+  ``mimo serve``) through :class:`mimo.infer.client.ChatClient` (retries, concurrency).
 * :class:`ReplayBackend` -- grades saved completions (JSONL ``{"problem_id", "completion"}`` lines, optionally with
   ``benchmark``) without generating; each problem gets as many samples as the file holds for it.
 
@@ -214,7 +214,7 @@ class EndpointBackend(EvalBackend):
 
     def __init__(self, url: str, model: str = "default", concurrency: int = 16, timeout: float = 3600.0,
                  api_key_env: str = "OPENAI_API_KEY", max_retries: int = 4):
-        from mimo.data.llm_client import ChatClient
+        from mimo.infer.client import ChatClient
 
         self.client = ChatClient(url, model, api_key_env=api_key_env, timeout=timeout, max_retries=max_retries)
         self.url, self.model, self.concurrency = url, model, max(1, concurrency)

@@ -20,7 +20,7 @@ def heldout_prompts(tokenizer, n: int, toy=None, fmt: str = "chat") -> list[list
     """Token ids of ``n`` held-out toy math problems (never in any training split), asking for the worked steps:
     ``fmt="chat"`` -> a ChatML user turn (the model answers with a ``<think>`` trace), ``"text"`` ->
     ``Question: ...\\nAnswer:`` (the pretraining format)."""
-    from mimo.data.tasks.math import MathTaskGenerator
+    from mimo.tasks.math import MathTaskGenerator
     from mimo.data.toy import ToyCorpus
 
     toy = toy or ToyCorpus()

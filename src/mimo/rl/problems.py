@@ -38,8 +38,8 @@ def _prompt(tok, text: str) -> tuple[int, ...]:
 
 
 def toy_problems(spec: ToyRL, tok, split: str) -> list[RLProblem]:
-    from mimo.data.tasks import MathTaskGenerator
-    from mimo.data.tasks.code import CodeTaskGenerator
+    from mimo.tasks import MathTaskGenerator
+    from mimo.tasks.code import CodeTaskGenerator
 
     train = split == "train"
     seed = spec.seed if train else spec.heldout_seed

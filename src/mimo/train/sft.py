@@ -67,7 +67,7 @@ class SFTConfig:
 def build_decontam_index(benchmarks: list[str], toy_heldout: int, toy_seed: int = 12345):
     """A 16-gram index over the named benchmarks (those present) and held-out toy problems."""
     from mimo.data.decontam import NgramIndex, eval_data_dir, load_benchmark
-    from mimo.data.tasks import MathTaskGenerator
+    from mimo.tasks import MathTaskGenerator
 
     index = NgramIndex(n=16)
     data_dir = eval_data_dir()

@@ -11,15 +11,15 @@ byte-for-byte its input line, plus these fields where a stage computed them:
 * ``golden_verdicts`` (code with a ``solution``) -- the judge's verdict per test for the golden solution;
 * ``pass_rate``, ``rollouts``, ``reference_pass_rate``, and for code ``pass_matrix``, ``test_pass_rates`` and
   ``levels`` -- from the model-based difficulty stage (``--model``/``--endpoint``/``--reference``,
-  :mod:`mimo.data.curate_difficulty`);
+  :mod:`mimo.curate.difficulty`);
 * ``id`` -- ``line<N>`` for a record that had none.
 
 Stages, in order (a problem is dropped for the first reason that applies; reasons in
-:data:`mimo.data.curate_report.REASONS`):
+:data:`mimo.curate.report.REASONS`):
 
 1. records -- malformed JSON lines are reported with their line numbers and skipped (fatal with ``--strict``, as
    are records that are not problems); repeated ids are dropped;
-2. rules -- math: proof and multiple-choice problems (:mod:`mimo.data.curate_rules`); code: no tests, or tests
+2. rules -- math: proof and multiple-choice problems (:mod:`mimo.curate.rules`); code: no tests, or tests
    not in the judge's format;
 3. decontamination -- a 16-gram shared with an evaluation benchmark (:class:`mimo.data.decontam.NgramIndex`, the
    index SFT data and evaluation use);
@@ -27,7 +27,7 @@ Stages, in order (a problem is dropped for the first reason that applies; reason
    placeholder or a sentence) and Math-Verify must parse it to a mathematical expression; code: the golden
    solution runs in the sandboxed judge and must pass every test.  These come before dedup so that dedup keeps the
    first *valid* copy of a problem;
-5. global n-gram dedup (:mod:`mimo.data.curate_dedup`);
+5. global n-gram dedup (:mod:`mimo.curate.dedup`);
 6. optional LLM classifier for proof / multiple choice (``--llm_endpoint``, any OpenAI-compatible server);
 7. optional model-based difficulty: rollouts through the RL engine, thresholds (MiMo: math pass rate > 0.9, code
    solved in all rollouts; problems a ``--reference`` model never solves).
@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 
 from mimo.config import F
-from mimo.data.curate_report import CurationReport, Item
+from mimo.curate.report import CurationReport, Item
 from mimo.data.decontam import BENCHMARKS
 from mimo.errors import MimoError
 from mimo.rewards.pool import PoolConfig
@@ -135,7 +135,7 @@ def _record_problem(rec: dict, kind: str) -> str:
 
 def rule_filter(items: list[Item], report: CurationReport) -> list[Item]:
     """Stage 2: proof and multiple-choice rules (math); tests present and in the judge's format (code)."""
-    from mimo.data.curate_rules import multiple_choice_reason, proof_reason
+    from mimo.curate.rules import multiple_choice_reason, proof_reason
     from mimo.rewards.code import _check_tests
 
     kept = []
@@ -189,7 +189,7 @@ def decontaminate(items: list[Item], cfg: CurateConfig, report: CurationReport) 
 
 def verify(items: list[Item], cfg: CurateConfig, report: CurationReport) -> list[Item]:
     """Stage 4: Math-Verify parses every gold answer; every golden solution passes all its tests."""
-    from mimo.data.curate_rules import answer_reason
+    from mimo.curate.rules import answer_reason
     from mimo.rewards.code import extract_code
 
     jobs: list[tuple[Item, str, str, object]] = []  # (item, kind, completion, reference)
@@ -251,7 +251,7 @@ def _verification_drop(item: Item, kind: str, future) -> tuple[str, str, dict] |
 
 def dedup(items: list[Item], cfg: CurateConfig, report: CurationReport) -> list[Item]:
     """Stage 5: keep the first of each group of near-duplicates."""
-    from mimo.data.curate_dedup import NearDuplicates
+    from mimo.curate.dedup import NearDuplicates
 
     index = NearDuplicates(n=cfg.dedup_n, threshold=cfg.dedup_threshold)
     kept = []
@@ -266,8 +266,8 @@ def dedup(items: list[Item], cfg: CurateConfig, report: CurationReport) -> list[
 
 def llm_classify(items: list[Item], cfg: CurateConfig, report: CurationReport) -> list[Item]:
     """Stage 6 (``--llm_endpoint``): the LLM's proof / multiple-choice labels for the math problems left."""
-    from mimo.data.curate_rules import LLMClassifier
-    from mimo.data.llm_client import ChatClient
+    from mimo.curate.rules import LLMClassifier
+    from mimo.infer.client import ChatClient
 
     math = [item for item in items if item.kind == "math"]
     labels = LLMClassifier(ChatClient(cfg.llm_endpoint, cfg.llm_model),
@@ -287,7 +287,7 @@ def llm_classify(items: list[Item], cfg: CurateConfig, report: CurationReport) -
 
 def difficulty(items: list[Item], cfg: CurateConfig, report: CurationReport) -> list[Item]:
     """Stage 7 (``--model``/``--endpoint``/``--reference``): rollouts and the pass-rate thresholds."""
-    from mimo.data.curate_difficulty import added_fields, difficulty_drop, roll_out
+    from mimo.curate.difficulty import added_fields, difficulty_drop, roll_out
 
     def records(chosen):
         return {item.id: {**item.rec, "id": item.id, "kind": item.kind} for item in chosen}

@@ -26,7 +26,7 @@ def _done(stage_dir: Path, section: str, cfg) -> bool:
 
 
 def _tiny(cls, section: str, **overrides):
-    from mimo.demo import _tiny as make
+    from mimo.demo.family import _tiny as make
 
     return make(cls, section, **overrides)
 
@@ -124,8 +124,8 @@ def run_mtp(cfg, out: Path, model: Path) -> Path:
 
 
 def heldout_problems(cfg) -> tuple[list, list]:
-    from mimo.data.tasks import MathTaskGenerator
-    from mimo.data.tasks.code import CodeTaskGenerator
+    from mimo.tasks import MathTaskGenerator
+    from mimo.tasks.code import CodeTaskGenerator
 
     math_p = MathTaskGenerator(seed=HELDOUT_SEED, max_steps=4).sample(cfg.eval_math, "heldout")
     code_p = CodeTaskGenerator(seed=HELDOUT_SEED).sample(cfg.eval_code, "heldout")

@@ -104,8 +104,8 @@ def _tiny(cls, section: str, **overrides):
 def main(cfg: DemoConfig) -> dict:
     import torch
 
-    from mimo.demo_report import write_report
-    from mimo.demo_stages import (compute_control_steps, evaluate_family, measure_rollout, measure_specdec,
+    from mimo.demo.report import write_report
+    from mimo.demo.stages import (compute_control_steps, evaluate_family, measure_rollout, measure_specdec,
                                   run_control, run_mtp, run_pretrain, run_rl, run_sft)
 
     cfg = cfg.scaled()

@@ -5,6 +5,6 @@ Each task bundles its generator, its prompt/solution formats and its reference f
 problem's canonical form, so no seed can leak a held-out problem into training).
 """
 
-from mimo.data.tasks.math import MathProblem, MathTaskGenerator
+from mimo.tasks.math import MathProblem, MathTaskGenerator
 
 __all__ = ["MathProblem", "MathTaskGenerator"]
