@@ -8,11 +8,11 @@ import sys
 import types
 
 import pytest
-from openai_stub import OpenAIStub
 
 from mimo.errors import MimoError
 from mimo.eval import Benchmark, Item
 from mimo.eval.backends import EndpointBackend, GenRequest, ReplayBackend, Sampling
+from openai_stub import OpenAIStub
 
 
 def _req(pid="p1", n=3, first=0, prompt="What is 2+2?"):

@@ -30,11 +30,11 @@ def one_thread():
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
     """A random tiny MiMo with a toy BPE tokenizer, saved as a model directory."""
+    from mimo.model import MiMoForCausalLM, ModelSpec
+    from mimo.model.io import save_model_dir
     from mimo.tasks import MathTaskGenerator
     from mimo.tasks.code import CodeTaskGenerator
-    from mimo.model import MiMoForCausalLM, ModelSpec
     from mimo.tokenizer import train_bpe
-    from mimo.train.checkpoint import save_model_dir
 
     d = tmp_path_factory.mktemp("tiny")
     texts = [p.chat_prompt() + p.chat_response() for p in MathTaskGenerator(seed=1).sample(200)]
@@ -50,7 +50,7 @@ def tiny_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny(tiny_dir):
-    from mimo.train.checkpoint import load_model_dir
+    from mimo.model.io import load_model_dir
 
     return load_model_dir(tiny_dir)
 
@@ -195,9 +195,9 @@ def test_demo_api_is_deterministic_with_toy_math_and_code(tiny, tmp_path, pool):
 
 def test_a_model_that_answers_right_scores_100(tiny, tmp_path, pool):
     """Grading of local generations end to end: a backend whose 'model' writes the reference answers."""
+    from mimo.eval.backends import EvalBackend, Generation
     from mimo.tasks import MathTaskGenerator
     from mimo.tasks.code import CodeTaskGenerator
-    from mimo.eval.backends import EvalBackend, Generation
 
     math = MathTaskGenerator(seed=4).sample(4, "heldout")
     code = CodeTaskGenerator(seed=4).sample(3, "heldout")

@@ -8,8 +8,18 @@ import pytest
 
 from mimo.errors import ConfigError, MimoError
 from mimo.rl.sampling import ProblemSampler
-from mimo.rl.scheduler import (ABORTED, DROPPED, SELECTED, Abort, EvalDone, Launch, Scheduler, SchedulerConfig,
-                               Score, Train)
+from mimo.rl.scheduler import (
+    ABORTED,
+    DROPPED,
+    SELECTED,
+    Abort,
+    EvalDone,
+    Launch,
+    Scheduler,
+    SchedulerConfig,
+    Score,
+    Train,
+)
 
 GOOD, BAD = [1.0, 0.0], [1.0, 1.0]  # an informative and an uninformative group of 2
 

@@ -52,8 +52,8 @@ def test_code_tasks_reference_passes_and_teacher_slips_fail_edge_cases():
     import random
     import shutil
 
-    from mimo.tasks.code import CodeTaskGenerator
     from mimo.rewards.code import extract_code, judge
+    from mimo.tasks.code import CodeTaskGenerator
 
     if shutil.which("bwrap") is None:
         pytest.skip("bubblewrap not installed: the judge refuses to run")

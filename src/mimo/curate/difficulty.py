@@ -115,7 +115,7 @@ def roll_out(records: dict[str, dict], n: int, *, model: str = "", endpoint: str
     elif rollout_cfg.backend == "vllm":  # vLLM loads the weights itself: only the tokenizer here
         tok = Tokenizer.load(tokenizer or model)
     else:
-        from mimo.train.checkpoint import load_model_dir
+        from mimo.model.io import load_model_dir
 
         net, tok = load_model_dir(model)
         rollout_cfg = dataclasses.replace(rollout_cfg, backend="local")

@@ -52,6 +52,7 @@ from mimo.rl.trainer import RolloutConfig
 from mimo.utils.io import atomic_open, iter_jsonl
 from mimo.utils.logging import progress
 
+
 @dataclasses.dataclass
 class CurateConfig:
     input: str = F("", "input JSONL: math {id, problem, answer}, code {id, problem, tests, solution?, fn_name?}")

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
-import os
 import re
 import unicodedata
 from collections import defaultdict
@@ -29,8 +28,8 @@ import xxhash
 
 from mimo.config import F
 from mimo.errors import MimoError
-from mimo.utils.paths import eval_data_dir  # noqa: F401  (re-exported)
 from mimo.utils.io import iter_jsonl, write_json, write_jsonl
+from mimo.utils.paths import eval_data_dir  # noqa: F401  (re-exported)
 
 _WORD = re.compile(r"\w+|[-+*/=<>^]")  # words, and the operators that tell math problems apart
 _MULT = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit multiplier of the rolling hash

@@ -33,7 +33,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import numpy as np
 import xxhash
-
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.dedup import (

@@ -141,7 +141,7 @@ def _is_display(el) -> bool:
 def _attached(el, root) -> bool:
     """Still in the document (not inside a subtree an earlier rewrite removed)?"""
     last = el
-    for last in el.iterancestors():
+    for last in el.iterancestors():  # noqa: B007 -- we want the last ancestor
         pass
     return last is root
 
@@ -297,8 +297,16 @@ def _html_files_to_jsonl(folder: Path, dest: Path, field: str) -> Path:
 def main(cfg: ExtractConfig) -> dict:
     from functools import partial
 
-    from mimo.data.executor import (DocumentMap, JsonlSink, JsonlSource, count_records, input_files, make_executor,
-                                    output_files, run_stages)
+    from mimo.data.executor import (
+        DocumentMap,
+        JsonlSink,
+        JsonlSource,
+        count_records,
+        input_files,
+        make_executor,
+        output_files,
+        run_stages,
+    )
     from mimo.errors import MimoError
 
     if not cfg.output:

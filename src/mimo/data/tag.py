@@ -191,8 +191,15 @@ def _tag_step(data, rank: int = 0, world_size: int = 1, tagger=None, batch_size:
 
 
 def main(cfg: TagConfig) -> dict:
-    from mimo.data.executor import (JsonlSink, JsonlSource, count_records, input_files, make_executor,
-                                    output_files, run_stages)
+    from mimo.data.executor import (
+        JsonlSink,
+        JsonlSource,
+        count_records,
+        input_files,
+        make_executor,
+        output_files,
+        run_stages,
+    )
 
     if not cfg.output:
         raise MimoError("tag: --output DIR is required")

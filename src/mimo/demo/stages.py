@@ -12,9 +12,9 @@ from pathlib import Path
 
 import yaml
 
-from mimo.config import to_dict
-
-HELDOUT_SEED = 12345  # the held-out toy problems (also indexed by SFT's decontamination)
+from mimo.config import from_dict, resolve_config, to_dict
+from mimo.tasks import HELDOUT_SEED
+from mimo.tasks.spec import harder
 
 
 def _done(stage_dir: Path, section: str, cfg) -> bool:
@@ -26,9 +26,16 @@ def _done(stage_dir: Path, section: str, cfg) -> bool:
 
 
 def _tiny(cls, section: str, **overrides):
-    from mimo.demo.family import _tiny as make
-
-    return make(cls, section, **overrides)
+    """A stage config from the tiny preset with Python-valued overrides (dotted keys for nested fields)."""
+    cfg = resolve_config(cls, section, preset="tiny")
+    nested: dict = {}
+    for key, value in overrides.items():
+        d = nested
+        parts = key.split(".")
+        for p in parts[:-1]:
+            d = d.setdefault(p, {})
+        d[parts[-1]] = value
+    return from_dict(cls, nested, f"demo:{section}", base=cfg)
 
 
 def run_pretrain(cfg, out: Path) -> Path:
@@ -124,11 +131,9 @@ def run_mtp(cfg, out: Path, model: Path) -> Path:
 
 
 def heldout_problems(cfg) -> tuple[list, list]:
-    from mimo.tasks import MathTaskGenerator
-    from mimo.tasks.code import CodeTaskGenerator
 
-    math_p = MathTaskGenerator(seed=HELDOUT_SEED, max_steps=4).sample(cfg.eval_math, "heldout")
-    code_p = CodeTaskGenerator(seed=HELDOUT_SEED).sample(cfg.eval_code, "heldout")
+    math_p = harder().math(HELDOUT_SEED).sample(cfg.eval_math, "heldout")
+    code_p = harder().code(HELDOUT_SEED).sample(cfg.eval_code, "heldout")
     return math_p, code_p
 
 
@@ -136,8 +141,8 @@ def evaluate_family(cfg, out: Path, models: dict[str, Path]) -> dict[str, dict]:
     """Every model on the same held-out math and code problems under MiMo's protocol."""
     from mimo.eval import EvalProtocol, evaluate, toy_benchmark
     from mimo.eval.report import plot_pass_at_k
+    from mimo.model.io import load_model_dir
     from mimo.rewards.pool import RewardPool
-    from mimo.train.checkpoint import load_model_dir
 
     math_p, code_p = heldout_problems(cfg)
     benches = [toy_benchmark("toy_math", math_p, samples=cfg.eval_samples, max_new_tokens=96),
@@ -149,7 +154,8 @@ def evaluate_family(cfg, out: Path, models: dict[str, Path]) -> dict[str, dict]:
             model, tok = load_model_dir(path)
             results[name] = evaluate((model, tok), benches, protocol, out_dir=out / "eval" / name, pool=pool,
                                      show_progress=False, plots=False)
-            line = ", ".join(f"{b} {100 * r['pass@1']:.1f} +- {100 * r['stderr']:.1f}" for b, r in results[name].items())
+            line = ", ".join(f"{b} {100 * r['pass@1']:.1f} +- {100 * r['stderr']:.1f}"
+                             for b, r in results[name].items())
             print(f"[demo/eval] {name}: {line}", flush=True)
     for bench in ("toy_math", "toy_code"):
         plot_pass_at_k({n: r[bench]["pass@k"] for n, r in results.items()}, out / "plots" / f"pass_at_k_{bench}.png",
@@ -159,7 +165,7 @@ def evaluate_family(cfg, out: Path, models: dict[str, Path]) -> dict[str, dict]:
 
 def measure_specdec(cfg, out: Path, model_dir: Path) -> dict:
     from mimo.infer.bench import specdec_benchmark
-    from mimo.train.checkpoint import load_model_dir
+    from mimo.model.io import load_model_dir
     from mimo.utils.io import write_json
 
     math_p, _ = heldout_problems(cfg)

@@ -26,6 +26,8 @@ from typing import Any
 from mimo.config import F
 from mimo.errors import MimoError
 from mimo.eval import loaders
+from mimo.tasks import HELDOUT_SEED, ToyTaskSpec
+from mimo.tasks.spec import harder
 
 GRADERS = ("math", "code", "lcb", "humaneval", "choice")
 LONG = 32768  # MiMo's generation budget for math, code and science
@@ -69,11 +71,10 @@ class ToyEval:
     """The built-in toy held-out sets (``toy_math``, ``toy_code``)."""
 
     size: int = F(100, "problems per toy benchmark")
-    seed: int = F(12345, "generator seed (held-out problems are disjoint from training by construction)")
+    seed: int = F(HELDOUT_SEED, "generator seed (held-out problems are disjoint from training by construction)")
     samples: int = F(4, "samples per problem")
     max_new_tokens: int = F(256, "generation budget per sample")
-    max_steps: int = F(4, "toy_math: most arithmetic steps")
-    max_pieces: int = F(2, "toy_code: most pieces / string operations per problem")
+    tasks: ToyTaskSpec = F(factory=harder, help="difficulty of the toy problems")
 
 
 @dataclasses.dataclass
@@ -135,16 +136,12 @@ def _humaneval(opts: LoadOptions, bench: str) -> list[Item]:
 
 
 def _toy_math(opts: LoadOptions, bench: str) -> list[Item]:
-    from mimo.tasks import MathTaskGenerator
-
-    gen = MathTaskGenerator(seed=opts.toy.seed, max_steps=opts.toy.max_steps)
+    gen = opts.toy.tasks.math(opts.toy.seed)
     return toy_benchmark(bench, gen.sample(opts.toy.size, "heldout")).items
 
 
 def _toy_code(opts: LoadOptions, bench: str) -> list[Item]:
-    from mimo.tasks.code import CodeTaskGenerator
-
-    gen = CodeTaskGenerator(seed=opts.toy.seed, max_pieces=opts.toy.max_pieces)
+    gen = opts.toy.tasks.code(opts.toy.seed)
     return toy_benchmark(bench, gen.sample(opts.toy.size, "heldout")).items
 
 

@@ -86,8 +86,7 @@ def make_cli_backend(cfg: EvalConfig):
                                     tensor_parallel_size=cfg.tensor_parallel_size, **cfg.vllm_args)
     if not Path(cfg.model).is_dir():
         raise MimoError(f"--model {cfg.model}: no such model directory")
-    from mimo.train.checkpoint import load_model_dir
-    from mimo.train.dist import resolve_device
+    from mimo.model.io import load_model_dir, resolve_device
 
     model, tok = load_model_dir(cfg.model, device=resolve_device(cfg.device))
     if tok is None:

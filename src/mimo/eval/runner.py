@@ -280,7 +280,7 @@ def make_backend(model_or_backend, tokenizer=None, batch_size: int = 32) -> Eval
     if isinstance(model_or_backend, tuple) and len(model_or_backend) == 2:
         model_or_backend, tokenizer = model_or_backend
     if isinstance(model_or_backend, (str, Path)):
-        from mimo.train.checkpoint import load_model_dir
+        from mimo.model.io import load_model_dir
 
         model, tok = load_model_dir(model_or_backend)
         return LocalBackend(model, tokenizer or tok, batch_size=batch_size, label=str(model_or_backend))

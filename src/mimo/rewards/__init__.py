@@ -36,7 +36,7 @@ class RewardResult:
         return {"score": self.score, "reason": self.reason, "verdicts": list(self.verdicts)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RewardResult":
+    def from_dict(cls, d: dict) -> RewardResult:
         return cls(float(d["score"]), str(d.get("reason", "")), tuple(d.get("verdicts") or ()))
 
 

@@ -105,7 +105,8 @@ def _worker_main(wid, config, shared, version, task_q, result_q, abort_ids, thre
     """Rollout worker process: generate the tasks it is given with its own model copy."""
     import os
 
-    from mimo.infer.engine import GenerationAborted, generate
+    from mimo.infer.decoding import GenerationAborted
+    from mimo.infer.engine import generate
     from mimo.model import MiMoForCausalLM
 
     parent = os.getppid()

@@ -63,8 +63,20 @@ import numpy as np
 
 from mimo.config import F
 from mimo.rl.sampling import ProblemSampler
-from mimo.rl.scheduler import (ABORTED, ABORTING, DROPPED, MODES, SELECTED, Abort, EvalDone, Launch, Scheduler,
-                               SchedulerConfig, Score, Train)
+from mimo.rl.scheduler import (
+    ABORTED,
+    ABORTING,
+    DROPPED,
+    MODES,
+    SELECTED,
+    Abort,
+    EvalDone,
+    Launch,
+    Scheduler,
+    SchedulerConfig,
+    Score,
+    Train,
+)
 
 
 @dataclass

@@ -24,6 +24,7 @@ import torch
 
 from mimo.config import F, save_yaml, stage_cli, to_dict
 from mimo.errors import MimoError
+from mimo.model.io import load_model_dir, save_model_dir
 from mimo.rewards.pool import PoolConfig, RewardPool
 from mimo.rl.actor import ActorConfig, update_policy
 from mimo.rl.engine import RolloutEngine
@@ -31,7 +32,7 @@ from mimo.rl.problems import ToyRL, load_problems, toy_problems
 from mimo.rl.rollout import EndpointBackend, GenParams, LocalProcessBackend, VLLMBackend
 from mimo.rl.sampling import ProblemSampler
 from mimo.rl.scheduler import Scheduler, SchedulerConfig
-from mimo.train.checkpoint import CheckpointManager, load_model_dir, save_model_dir
+from mimo.train.checkpoint import CheckpointManager
 from mimo.train.loop import make_optimizer
 from mimo.utils.io import write_jsonl
 from mimo.utils.logging import MetricsLogger

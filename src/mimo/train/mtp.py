@@ -25,8 +25,9 @@ from mimo.config import F, save_yaml, stage_cli, to_dict
 from mimo.data.shards import TokenStream
 from mimo.data.toy import ToyCorpus, build_heldout_shards, build_stage_shards
 from mimo.errors import MimoError
+from mimo.model.io import load_model_dir, save_model_dir
 from mimo.model.modeling import IGNORE_INDEX
-from mimo.train.checkpoint import CheckpointManager, load_model_dir, save_model_dir
+from mimo.train.checkpoint import CheckpointManager
 from mimo.train.loop import accumulate_step, make_optimizer, set_lr
 from mimo.train.schedules import wsd_lr
 from mimo.utils.logging import MetricsLogger
@@ -103,8 +104,8 @@ def _loss_fn(layers: range, targets: str):
         losses, accs = model.mtp_forward_losses(batch, labels, hidden, out.position_embeddings, layers=layers)
         loss = torch.stack(losses).mean()
         metrics = {"loss": loss.detach()}
-        for i, l, a in zip(layers, losses, accs):
-            metrics[f"mtp{i + 1}_loss"] = l.detach()
+        for i, layer_loss, a in zip(layers, losses, accs):
+            metrics[f"mtp{i + 1}_loss"] = layer_loss.detach()
             metrics[f"mtp{i + 1}_acc"] = a.detach()
         return loss, metrics
 
@@ -131,7 +132,7 @@ def _prepare_data(cfg: MtpConfig, tok, out: Path, rope_theta: float) -> tuple[To
 
 
 def main(cfg: MtpConfig) -> dict:
-    from mimo.train.dist import resolve_device
+    from mimo.model.io import resolve_device
     from mimo.train.pretrain import evaluate
 
     if cfg.num_mtp_layers < 2 and not cfg.train_first:
@@ -193,7 +194,7 @@ def _acceptance(model, tok, cfg: MtpConfig) -> dict:
     from mimo.infer.bench import heldout_prompts, measure
 
     model.eval()
-    prompts = heldout_prompts(tok, cfg.accept_prompts, toy=cfg.toy)
+    prompts = heldout_prompts(tok, cfg.accept_prompts, cfg.toy.tasks, cfg.toy.seed)
     res = measure(model, prompts, max_new_tokens=96, speculative=True, stop_ids=tok.stop_ids, batch_size=8)
     model.train()
     out = {f"accept{i + 1}": a for i, a in enumerate(res["acceptance"])}

@@ -13,7 +13,6 @@ directory, so ``mimo pretrain --preset tiny`` works from nothing.
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +23,10 @@ from mimo.data.shards import TokenStream
 from mimo.data.toy import ToyCorpus, build_heldout_shards, build_stages, build_tokenizer
 from mimo.errors import MimoError
 from mimo.model import MiMoForCausalLM, ModelSpec
+from mimo.model.io import load_model_dir, save_model_dir, unwrap
 from mimo.tokenizer import Tokenizer
 from mimo.train import dist
-from mimo.train.checkpoint import CheckpointManager, load_model_dir, save_model_dir, unwrap
+from mimo.train.checkpoint import CheckpointManager
 from mimo.train.loop import accumulate_step, make_optimizer, set_lr
 from mimo.train.schedules import batch_size_at, stage_of, wsd_lr
 from mimo.utils.logging import MetricsLogger
@@ -80,7 +80,8 @@ class PretrainConfig:
     log_every: int = F(10, "print a log line every N steps")
 
 
-def _prepare_data(cfg: PretrainConfig, info: dist.DistInfo, out: Path) -> tuple[Tokenizer, list[TokenStream], TokenStream]:
+def _prepare_data(cfg: PretrainConfig, info: dist.DistInfo,
+                  out: Path) -> tuple[Tokenizer, list[TokenStream], TokenStream]:
     """Tokenizer and one token stream per stage (+ held-out), building the toy corpus where needed (rank 0)."""
     tok_dir = Path(cfg.tokenizer) if cfg.tokenizer else out / "tokenizer"
     needs_toy = [i for i, s in enumerate(cfg.stages) if s.data is None]
@@ -108,8 +109,8 @@ def _loss_fn(mtp_weight: float):
     def fn(model, batch):
         out = model(input_ids=batch, labels=batch, mtp_loss_weight=mtp_weight)
         metrics = {"loss": out.loss.detach(), "main_loss": out.main_loss.detach()}
-        for i, (l, a) in enumerate(zip(out.mtp_losses or [], out.mtp_accuracies or [])):
-            metrics[f"mtp{i + 1}_loss"] = l.detach()
+        for i, (layer_loss, a) in enumerate(zip(out.mtp_losses or [], out.mtp_accuracies or [])):
+            metrics[f"mtp{i + 1}_loss"] = layer_loss.detach()
             metrics[f"mtp{i + 1}_acc"] = a.detach()
         return out.loss, metrics
 

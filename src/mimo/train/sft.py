@@ -23,8 +23,11 @@ import torch
 from mimo.config import F, save_yaml, stage_cli, to_dict
 from mimo.data.sft import ToySFT, clean_sft, encode_conversation, load_conversations, pack, toy_sft_records
 from mimo.errors import MimoError
+from mimo.model.io import load_model_dir, save_model_dir
+from mimo.tasks import HELDOUT_SEED
+from mimo.tasks.spec import harder
 from mimo.train import dist
-from mimo.train.checkpoint import CheckpointManager, load_model_dir, save_model_dir
+from mimo.train.checkpoint import CheckpointManager
 from mimo.train.loop import accumulate_step, make_optimizer, set_lr
 from mimo.train.schedules import wsd_lr
 from mimo.utils.io import write_json
@@ -64,10 +67,9 @@ class SFTConfig:
     log_every: int = F(10, "print a log line every N steps")
 
 
-def build_decontam_index(benchmarks: list[str], toy_heldout: int, toy_seed: int = 12345):
+def build_decontam_index(benchmarks: list[str], toy_heldout: int, toy_seed: int = HELDOUT_SEED):
     """A 16-gram index over the named benchmarks (those present) and held-out toy problems."""
     from mimo.data.decontam import NgramIndex, eval_data_dir, load_benchmark
-    from mimo.tasks import MathTaskGenerator
 
     index = NgramIndex(n=16)
     data_dir = eval_data_dir()
@@ -75,7 +77,7 @@ def build_decontam_index(benchmarks: list[str], toy_heldout: int, toy_seed: int 
         if data_dir is not None:
             index.add(load_benchmark(name, data_dir), name=name)
     if toy_heldout > 0:
-        held = MathTaskGenerator(seed=toy_seed, max_steps=4).sample(toy_heldout, "heldout")
+        held = harder().math(toy_seed).sample(toy_heldout, "heldout")
         index.add([p.prompt_text() for p in held], name="toy_heldout")
     return index
 
