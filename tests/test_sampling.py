@@ -9,7 +9,7 @@ import pytest
 
 import mimo.rl.sampling
 from mimo.errors import MimoError
-from mimo.rl.sampling import ProblemSampler, ValidRate, is_informative, pass_rate
+from mimo.rl.sampling import ProblemSampler, ValidRate, is_informative
 
 
 def test_doctests():
@@ -23,7 +23,6 @@ def test_filter_drops_all_pass_and_all_fail_groups():
     assert not is_informative([0.5, 0.5, 0.5])  # soft rewards, all equal: zero advantage
     assert is_informative([0.5, 0.25, 0.0])  # soft rewards that differ: kept although none fully passes
     assert not is_informative([])
-    assert pass_rate([1.0, 1.0, 0.0, 0.0]) == 0.5 and pass_rate([]) == 0.0
 
 
 def test_main_pool_is_drawn_without_replacement_per_epoch():

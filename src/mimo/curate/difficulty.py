@@ -25,6 +25,7 @@ import dataclasses
 import time
 
 from mimo.errors import MimoError
+from mimo.rewards import passed
 
 
 @dataclasses.dataclass
@@ -50,7 +51,7 @@ def sample_stats(kind: str, samples, n_tests: int = 0) -> PassStats:
     (1, 0.333, [[1, 1], [1, 0], [0, 0]])
     """
     if kind != "code":
-        return PassStats(len(samples), sum(s.reward >= 1.0 for s in samples))
+        return PassStats(len(samples), sum(passed(s.reward) for s in samples))
     from mimo.rewards.levels import verdict_matrix
 
     matrix = [[int(p) for p in row] for row in verdict_matrix([s.verdicts for s in samples], n_tests)]
@@ -91,13 +92,13 @@ def roll_out(records: dict[str, dict], n: int, *, model: str = "", endpoint: str
     rollouts; returns ``({id: PassStats}, timing)``.  ``model``: a model directory (local workers, or vLLM with
     ``rollout_cfg.backend = "vllm"``); ``endpoint``: an OpenAI-compatible base URL, with ``tokenizer`` (a model or
     tokenizer directory) to build the prompts.  Problems whose rollouts did not come back are missing."""
+    from mimo.infer.decoding import SamplingParams
     from mimo.rewards.pool import PoolConfig, RewardPool
     from mimo.rl.engine import RolloutEngine
     from mimo.rl.problems import problem_from_record
-    from mimo.rl.rollout import GenParams
+    from mimo.rl.rollout import RolloutConfig, make_backend
     from mimo.rl.sampling import ProblemSampler
     from mimo.rl.scheduler import Scheduler, SchedulerConfig
-    from mimo.rl.trainer import RolloutConfig, make_backend
 
     if bool(model) == bool(endpoint):
         raise MimoError("difficulty rollouts: give exactly one of a model directory or an endpoint")
@@ -123,7 +124,7 @@ def roll_out(records: dict[str, dict], n: int, *, model: str = "", endpoint: str
             raise MimoError(f"{model}: no tokenizer in the model directory")
     problems = {pid: problem_from_record(rec, tok, f"problem {pid}", pid) for pid, rec in records.items()}
     ids = list(problems)
-    params = GenParams(rollout_cfg.max_new_tokens, rollout_cfg.temperature, rollout_cfg.top_p, tuple(tok.stop_ids))
+    params = SamplingParams(rollout_cfg.max_new_tokens, rollout_cfg.temperature, rollout_cfg.top_p, tuple(tok.stop_ids))
     # Validation mode launches every prompt at once (up to the slot limit); batch and group sizes do not apply.
     sched = Scheduler(SchedulerConfig(batch_size=1, group_size=max(2, n), max_active_tasks=max(1, len(ids))),
                       ProblemSampler(ids, alpha=0.0, seed=seed))

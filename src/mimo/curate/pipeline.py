@@ -39,7 +39,6 @@ dedup and decontamination to code as well (LiveCodeBench and HumanEval are in th
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import time
 from pathlib import Path
 
@@ -47,9 +46,10 @@ from mimo.config import F
 from mimo.curate.report import CurationReport, Item
 from mimo.data.decontam import BENCHMARKS
 from mimo.errors import MimoError
+from mimo.rewards import passed
 from mimo.rewards.pool import PoolConfig
-from mimo.rl.trainer import RolloutConfig
-from mimo.utils.io import atomic_open, iter_jsonl
+from mimo.rl.rollout import RolloutConfig
+from mimo.utils.io import atomic_open, iter_jsonl, open_text
 from mimo.utils.logging import progress
 
 
@@ -90,8 +90,7 @@ class CurateConfig:
 
 def _raw_lines(path: Path) -> list[str]:
     """The file's lines as :func:`mimo.utils.io.iter_jsonl` numbers them (text mode, universal newlines)."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
+    with open_text(path) as f:
         return [line.rstrip("\n") for line in f]
 
 
@@ -236,7 +235,7 @@ def _verification_drop(item: Item, kind: str, future) -> tuple[str, str, dict] |
     except Exception as e:  # noqa: BLE001 -- a failure of ours: reported, never a silent keep or drop
         return ("unparsable_answer" if kind == "gold" else "judge_error"), f"{type(e).__name__}: {e}"[:300], {}
     if kind == "gold":
-        if res.score >= 1.0:
+        if passed(res.score):
             return None
         why = {"bad_gold": "Math-Verify parses nothing from it", "timeout": "Math-Verify timed out on it",
                "not_math": "Math-Verify finds no mathematical expression in it"}

@@ -16,7 +16,6 @@ choice (e.g. OpenAI's and Llama's contamination studies), and document that 64-b
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import json
 import re
 import unicodedata
@@ -28,7 +27,7 @@ import xxhash
 
 from mimo.config import F
 from mimo.errors import MimoError
-from mimo.utils.io import iter_jsonl, write_json, write_jsonl
+from mimo.utils.io import iter_jsonl, open_text, write_json, write_jsonl
 from mimo.utils.paths import eval_data_dir  # noqa: F401  (re-exported)
 
 _WORD = re.compile(r"\w+|[-+*/=<>^]")  # words, and the operators that tell math problems apart
@@ -116,8 +115,7 @@ def load_benchmark(spec: str, data_dir: str | Path | None = None) -> list[str]:
         if not path.is_file():
             raise MimoError(f"{spec}: not a known benchmark ({', '.join(BENCHMARKS)}) nor a file")
         if not (path.name.endswith(".jsonl") or path.name.endswith(".jsonl.gz")):
-            opener = gzip.open if path.suffix == ".gz" else open
-            with opener(path, "rt", encoding="utf-8") as f:
+            with open_text(path) as f:
                 return [line.strip() for line in f if line.strip()]
     texts = []
     for i, rec in enumerate(iter_jsonl(path), start=1):

@@ -9,7 +9,7 @@ MiMo deduplicates by URL and by MinHash across all dumps.  Both passes are datat
 2. MinHash: ``MinhashDedupSignature/Buckets/Cluster/Filter`` on word 5-grams, 14 bands x 8 rows (a document pair
    of Jaccard similarity s is caught with probability 1-(1-s^8)^14: 0.9998 at s=0.9, 0.03 at s=0.5).
 
-Two departures from datatrove's defaults, both from DESIGN.md §2: a whitespace word tokenizer (the default one
+Two departures from datatrove's defaults, both from docs/design.md §2: a whitespace word tokenizer (the default one
 needs spaCy models) and ``norm_numbers=False`` -- datatrove replaces every number by 0 before shingling, which
 merges math pages that differ only in their numbers (distinct problems) into one cluster.
 

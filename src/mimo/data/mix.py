@@ -1,6 +1,6 @@
 """`mimo data mix`: the three pretraining stages as token shards, with per-source token shares.
 
-MiMo's schedule (DESIGN.md §1): stage 1 uses every source except synthetic responses, down-sampling ads, news and
+MiMo's schedule (docs/design.md §1.2): stage 1 uses every source except synthetic responses, down-sampling ads, news and
 job posts and up-sampling high-value domains; stage 2 raises math + code to ~70%; stage 3 adds ~10% synthetic
 reasoning responses and moves from 8K context / RoPE base 10,000 to 32K / 640,000.  Each stage here is a token
 budget split over sources by ``weights`` (token shares); within a source, documents are drawn epoch by epoch,

@@ -1,6 +1,6 @@
 """SFT data: conversation loading, MiMo's data hygiene, assistant-only loss masks, and packing.
 
-Hygiene (DESIGN.md section 1, SFT): drop queries sharing a 16-gram with an evaluation set (decontamination, via
+Hygiene (docs/design.md §1.3): drop queries sharing a 16-gram with an evaluation set (decontamination, via
 :mod:`mimo.data.decontam`), drop incomplete responses (an unclosed ``<think>``, nothing after ``</think>``,
 ``finish_reason == "length"``) and mixed-language responses, and keep at most 8 responses per query.  Every drop
 is counted by reason in the report.

@@ -1,6 +1,6 @@
 """The built-in toy corpus: generated sources, a tokenizer, and MiMo's three pretraining stages via the mixer.
 
-MiMo's pretraining raises reasoning density stage by stage (DESIGN.md section 1).  The toy corpus mirrors that
+MiMo's pretraining raises reasoning density stage by stage (docs/design.md §1.2).  The toy corpus mirrors that
 with generated sources instead of web dumps, written as JSONL and mixed by :func:`mimo.data.mix.build_stages`
 (token shares per source per stage, exactly as for real data):
 

@@ -1,4 +1,4 @@
-"""Evaluation: the MiMo protocol (DESIGN.md section 1) on MATH-500, AIME 2024/2025, LiveCodeBench v5/v6,
+"""Evaluation: the MiMo protocol (docs/design.md §1.7) on MATH-500, AIME 2024/2025, LiveCodeBench v5/v6,
 GPQA-Diamond, HumanEval and the toy held-out sets.
 
 * :mod:`mimo.eval.metrics` -- ``pass_at_k(n, c, k)`` (unbiased), avg@n with its standard error;

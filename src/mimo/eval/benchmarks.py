@@ -1,7 +1,7 @@
 """Benchmarks: items (id, prompt, reference, grader) plus the MiMo protocol's defaults per benchmark.
 
 A :class:`Benchmark` is a named list of :class:`Item` s with its default samples per problem and generation budget
-(DESIGN.md section 1: AIME 32 samples, LiveCodeBench and GPQA-Diamond 8, MATH-500 1; 32768 new tokens for math,
+(docs/design.md §1.7: AIME 32 samples, LiveCodeBench and GPQA-Diamond 8, MATH-500 1; 32768 new tokens for math,
 code and science).  Every item names its **grader** -- the per-benchmark answer rule of :mod:`mimo.eval.grading`:
 
 * ``math`` -- Math-Verify on the answer after ``</think>`` (``reference``: the gold answer);
@@ -96,7 +96,7 @@ class Spec:
     samples: int
     max_new_tokens: int = LONG
     title: str = ""
-    paper: float | None = None  # published MiMo-7B-RL pass@1 (DESIGN.md section 1)
+    paper: float | None = None  # published MiMo-7B-RL pass@1 (docs/design.md §1.7)
     needs_data: bool = True
 
 

@@ -35,12 +35,13 @@ from mimo.errors import MimoError
 from mimo.eval.backends import EvalBackend, GenRequest, LocalBackend, Sampling
 from mimo.eval.benchmarks import Benchmark, LoadOptions, load_benchmark
 from mimo.eval.metrics import benchmark_metrics
+from mimo.rewards import passed
 from mimo.utils.io import append_jsonl, iter_jsonl, write_json
 
 
 @dataclasses.dataclass
 class EvalProtocol:
-    """How samples are drawn (defaults: MiMo's evaluation protocol, DESIGN.md section 1)."""
+    """How samples are drawn (defaults: MiMo's evaluation protocol, docs/design.md §1.7)."""
 
     temperature: float = F(0.6, "sampling temperature")
     top_p: float = F(0.95, "nucleus sampling mass")
@@ -218,7 +219,7 @@ class _BenchmarkRun:
             s = [self.grades[(it.id, k)]["score"] for k in range(self.target[it.id]) if (it.id, k) in self.grades]
             if s and len(s) == self.target[it.id]:
                 scores.append(s)
-                per_problem.append({"problem_id": it.id, "n": len(s), "correct": sum(v >= 1.0 for v in s),
+                per_problem.append({"problem_id": it.id, "n": len(s), "correct": sum(passed(v) for v in s),
                                     "mean_score": sum(s) / len(s)})
         metrics = benchmark_metrics(scores)
         keys = [(p["problem_id"], k) for p in per_problem for k in range(p["n"])]

@@ -18,6 +18,17 @@ from dataclasses import dataclass, field
 import torch
 
 
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample a response: what the engine, the rollout backends and the eval backends are handed."""
+
+    max_new_tokens: int = 128
+    temperature: float = 0.0  # 0: greedy
+    top_p: float = 1.0
+    stop_ids: tuple[int, ...] = ()  # tokens that end a response (included in it)
+    seed: int | None = None  # None: the caller's per-request seed
+
+
 class GenerationAborted(Exception):
     """Raised by :func:`generate` when its ``abort`` callback returns True (rollout early termination)."""
 

@@ -15,6 +15,7 @@ from mimo.infer.decoding import (
     GenerationAborted,
     GenerationStats,
     KVCache,
+    SamplingParams,
     decode_step,
     prefill,
     sample_logits,
@@ -88,6 +89,12 @@ def generate(model, input_ids: list[list[int]], max_new_tokens: int, temperature
         stats.forward_passes += passes
         stats.seconds += time.perf_counter() - t0
     return out
+
+
+def sample(model, input_ids: list[list[int]], params: SamplingParams, seed: int | None = None, **kwargs):
+    """:func:`generate` with the knobs of ``params`` (``seed`` overrides ``params.seed``); ``kwargs`` as there."""
+    return generate(model, input_ids, params.max_new_tokens, params.temperature, params.top_p,
+                    seed=params.seed if seed is None else seed, stop_ids=list(params.stop_ids), **kwargs)
 
 
 def load_for_inference(model_dir: str, device: str = "auto", threads: int = 0, num_draft: int | None = None):

@@ -16,6 +16,7 @@ Events arrive on ``backend.events`` (a ``queue.Queue``) from whatever thread or 
 from __future__ import annotations
 
 import dataclasses
+import os
 import queue
 import threading
 import time
@@ -24,13 +25,11 @@ from typing import Any
 
 import torch
 
-
-@dataclasses.dataclass(frozen=True)
-class GenParams:
-    max_new_tokens: int = 128
-    temperature: float = 1.0
-    top_p: float = 1.0
-    stop_ids: tuple[int, ...] = ()
+from mimo.config import F
+from mimo.errors import MimoError
+from mimo.infer.decoding import GenerationAborted, SamplingParams
+from mimo.infer.engine import sample
+from mimo.model import MiMoForCausalLM
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +38,7 @@ class RolloutRequest:
     prompt_ids: tuple[int, ...]
     num_samples: int
     seed: int
-    params: GenParams
+    params: SamplingParams
 
 
 @dataclasses.dataclass
@@ -103,12 +102,6 @@ def _die_with_parent() -> None:
 
 def _worker_main(wid, config, shared, version, task_q, result_q, abort_ids, threads):
     """Rollout worker process: generate the tasks it is given with its own model copy."""
-    import os
-
-    from mimo.infer.decoding import GenerationAborted
-    from mimo.infer.engine import generate
-    from mimo.model import MiMoForCausalLM
-
     parent = os.getppid()
     _die_with_parent()
     torch.set_num_threads(threads)
@@ -137,9 +130,8 @@ def _worker_main(wid, config, shared, version, task_q, result_q, abort_ids, thre
             decoded[0] += 1
 
         try:
-            out = generate(model, [list(req.prompt_ids)] * req.num_samples, p.max_new_tokens, p.temperature, p.top_p,
-                           seed=req.seed, stop_ids=list(p.stop_ids), logprobs=lps, on_token=count,
-                           abort=lambda: abort_ids[wid] == req.task_id)
+            out = sample(model, [list(req.prompt_ids)] * req.num_samples, p, seed=req.seed, logprobs=lps,
+                         on_token=count, abort=lambda: abort_ids[wid] == req.task_id)
         except GenerationAborted:
             result_q.put(("aborted", req.task_id, wid, start, time.perf_counter(), local, decoded[0], None))
             continue
@@ -351,3 +343,27 @@ class VLLMBackend(RolloutBackend):  # pragma: no cover - needs a GPU and vLLM
 
     def close(self) -> None:
         self.queue.put(None)
+
+
+@dataclasses.dataclass
+class RolloutConfig:
+    """Where and how responses are generated."""
+
+    backend: str = F("local", "local (worker processes with a torch copy), endpoint (OpenAI-compatible), vllm")
+    workers: int = F(2, "rollout workers (local processes; concurrent requests for endpoint)")
+    threads_per_worker: int = F(1, "torch threads per local worker")
+    url: str = F("http://127.0.0.1:8000/v1", "endpoint base URL")
+    max_new_tokens: int = F(128, "generation budget per response (7B: 32768)")
+    temperature: float = F(1.0, "sampling temperature (MiMo: 1.0)")
+    top_p: float = F(1.0, "nucleus mass (MiMo: 1.0)")
+    deterministic: bool = F(True, "hand events to the scheduler in a canonical order (reproducible runs)")
+
+
+def make_backend(cfg: RolloutConfig, model, model_dir: str):
+    if cfg.backend == "local":
+        return LocalProcessBackend(model, cfg.workers, cfg.threads_per_worker)
+    if cfg.backend == "endpoint":
+        return EndpointBackend(cfg.url, num_workers=cfg.workers)
+    if cfg.backend == "vllm":
+        return VLLMBackend(model_dir, cfg.workers)
+    raise MimoError(f"rollout.backend: expected local, endpoint or vllm, got {cfg.backend!r}")

@@ -1,6 +1,6 @@
 """What to roll out and what to keep: dynamic sampling, the easy-data pool and per-problem pass-rate statistics.
 
-MiMo's RL (DESIGN.md §1 "RL algorithm", paper §4.2-4.3) adds two data mechanisms to GRPO:
+MiMo's RL (docs/design.md §1.5, paper §4.2-4.3) adds two data mechanisms to GRPO:
 
 * **Dynamic sampling** (DAPO): a group whose responses all pass or all fail has zero advantage everywhere, so it
   adds nothing but noise to the token count; such groups are dropped and more prompts are rolled out so that the
@@ -17,7 +17,7 @@ Choices the paper leaves open, and ours:
 * "Pass rate 0 or 1" is generalised to "all rewards equal" (``max - min <= tol``).  For the binary math reward
   the two are identical; for the soft test-difficulty code reward, a group with equal partial scores also has zero
   advantage, so it is dropped too, and a group with different partial scores is kept even if none fully passes.
-* A response *passes* when its reward is ``>= pass_threshold`` (1.0: a correct math answer, all code tests passed).
+* A response *passes* when its reward is ``>= pass_threshold`` (default :data:`mimo.rewards.PASS_REWARD`).
 * An easy-pool problem that fails at least once when drawn again **returns to the main pool** (it is informative
   again); the paper only says how problems enter the pool.
 * The main pool is drawn without replacement in seeded epochs (a fresh permutation per epoch, from the seed and
@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mimo.errors import MimoError
+from mimo.rewards import PASS_REWARD
 
 
 def is_informative(rewards: Sequence[float], tol: float = 1e-9) -> bool:
@@ -47,17 +48,6 @@ def is_informative(rewards: Sequence[float], tol: float = 1e-9) -> bool:
     if len(rewards) == 0:
         return False
     return max(rewards) - min(rewards) > tol
-
-
-def pass_rate(rewards: Sequence[float], threshold: float = 1.0) -> float:
-    """Fraction of responses whose reward reaches ``threshold``.
-
-    >>> pass_rate([1.0, 0.0, 1.0, 0.5])
-    0.5
-    """
-    if len(rewards) == 0:
-        return 0.0
-    return sum(1 for r in rewards if r >= threshold) / len(rewards)
 
 
 class ValidRate:
@@ -111,7 +101,7 @@ class ProblemSampler:
     """
 
     def __init__(self, problem_ids: Sequence[Hashable], *, alpha: float = 0.1, seed: int = 0,
-                 pass_threshold: float = 1.0):
+                 pass_threshold: float = PASS_REWARD):
         if len(problem_ids) == 0:
             raise MimoError("ProblemSampler: no problems to sample from")
         if len(set(problem_ids)) != len(problem_ids):

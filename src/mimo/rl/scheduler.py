@@ -1,6 +1,6 @@
 """The Seamless Rollout Engine's scheduler, as pure logic: events in, decisions out.
 
-MiMo's rollout engine (DESIGN.md §1 "Seamless Rollout Engine", paper §4.4) removes the GPU idle time that
+MiMo's rollout engine (docs/design.md §1.6, paper §4.4) removes the GPU idle time that
 synchronous GRPO with dynamic sampling wastes: long-tail responses hold a whole round back, rewards wait for the
 last response, and extra rounds repeat both.  This module decides *what* happens; it never waits, sleeps, reads a
 clock or touches a worker.  The same object drives the trace-driven simulator (``mimo.rl.simulator``, virtual

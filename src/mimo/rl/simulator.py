@@ -62,6 +62,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mimo.config import F
+from mimo.rl.accounting import BUCKETS, bucket, idle_ratio, token_counts, waste_ratio
 from mimo.rl.sampling import ProblemSampler
 from mimo.rl.scheduler import (
     ABORTED,
@@ -339,7 +340,7 @@ class Simulator:
         self._timer(self.system.train_s, "train_done")
 
     def _record(self, tasks, train_ids: tuple[int, ...] = ()) -> StepRecord:
-        tokens = {"selected": 0.0, "surplus": 0.0, "filtered": 0.0, "aborted": 0.0}
+        tokens = token_counts(0.0)
         outcome, valid = {}, {}
         for t in tasks:
             if t.step != self.sched.step:  # carried over: recorded with the step it ends in
@@ -347,12 +348,7 @@ class Simulator:
             sim = self.tasks[t.id]
             state = ABORTED if t.state == ABORTING else t.state
             outcome[t.id], valid[t.id] = state, bool(t.valid)
-            if state == SELECTED:
-                tokens["selected"] += sim.tokens
-            elif state == ABORTED:
-                tokens["aborted"] += sim.tokens
-            else:
-                tokens["surplus" if t.valid else "filtered"] += sim.tokens
+            tokens[bucket(state == SELECTED, state == ABORTED, bool(t.valid))] += sim.tokens
         return StepRecord(self.t - self.phase_start, self.busy, tokens, outcome, valid, tuple(train_ids))
 
     # ------------------------------------------------------------------------------------------ invariants
@@ -418,7 +414,7 @@ def summarize(mode: str, records: list[StepRecord], train_s: float, dynamic: boo
     n = len(records)
     rollout = sum(r.rollout_s for r in records)
     busy = sum(r.busy_s for r in records)
-    tok = {k: sum(r.tokens[k] for r in records) for k in ("selected", "surplus", "filtered", "aborted")}
+    tok = {k: sum(r.tokens[k] for r in records) for k in BUCKETS}
     wasted = tok["surplus"] + tok["aborted"]
     outcomes = [s for r in records for s in r.outcome.values()]
     valid = [v for r in records for i, v in r.valid.items() if r.outcome[i] != ABORTED]
@@ -427,9 +423,9 @@ def summarize(mode: str, records: list[StepRecord], train_s: float, dynamic: boo
         steps=n,
         rollout_s=rollout / n,
         step_s=rollout / n + train_s,
-        idle_ratio=1.0 - busy / rollout,
+        idle_ratio=idle_ratio(busy, rollout),
         idle_s=(rollout - busy) / n,
-        waste_ratio=wasted / (wasted + tok["selected"]) if dynamic else None,
+        waste_ratio=waste_ratio(tok) if dynamic else None,
         waste_all_tokens=wasted / sum(tok.values()),
         tasks_per_step=len(outcomes) / n,
         extra={"aborted_per_step": outcomes.count(ABORTED) / n,
