@@ -63,7 +63,7 @@ def _records(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-KEYS = ("reward", "pass_rate", "response_len", "pg_loss", "launched_groups", "valid_groups", "eval_math_reward")
+KEYS = ("reward", "pass_rate", "response_len", "pg_loss", "launched_groups", "informative_groups", "eval_math_reward")
 
 
 def _trace(run: Path) -> list[tuple]:
@@ -76,7 +76,7 @@ def test_rl_is_deterministic_and_resumes_exactly_after_kill(sft_model, tmp_path)
     recs = _records(a)
     assert [r["step"] for r in recs] == [0, 1, 2, 3]
     for r in recs[1:]:
-        assert r["valid_groups"] >= 2 and 0 < r["reward"] < 1  # the batch holds informative groups only
+        assert r["informative_groups"] >= 2 and 0 < r["reward"] < 1  # the batch holds informative groups only
         assert r["idle_ratio"] <= 1 and r["updates"] == 2
 
     c = tmp_path / "c"

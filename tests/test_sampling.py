@@ -9,7 +9,7 @@ import pytest
 
 import mimo.rl.sampling
 from mimo.errors import MimoError
-from mimo.rl.sampling import ProblemSampler, ValidRate, is_informative
+from mimo.rl.sampling import InformativeRate, ProblemSampler, is_informative
 
 
 def test_doctests():
@@ -127,15 +127,15 @@ def test_bad_inputs():
 
 
 def test_valid_rate_prior_update_and_state():
-    v = ValidRate(prior=0.5, prior_weight=4.0, horizon=1e9)
+    v = InformativeRate(prior=0.5, prior_weight=4.0, horizon=1e9)
     assert v.value == 0.5
     for ok in (True, False, False, False):
         v.update(ok)
     assert v.value == pytest.approx((1 + 2) / (4 + 4))
-    w = ValidRate(prior=0.5, prior_weight=4.0, horizon=1e9)
+    w = InformativeRate(prior=0.5, prior_weight=4.0, horizon=1e9)
     w.load_state_dict(json.loads(json.dumps(v.state_dict())))
     assert w.value == v.value
-    fast = ValidRate(prior=0.5, prior_weight=1.0, horizon=10)
+    fast = InformativeRate(prior=0.5, prior_weight=1.0, horizon=10)
     for _ in range(200):
         fast.update(True)
     assert fast.value > 0.9  # follows drift

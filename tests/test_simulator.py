@@ -31,7 +31,7 @@ def setups(draw):
         round_size=0 if mode == "no_dynamic_sampling" else draw(st.sampled_from([0, 1, B + 3])),
         launch_margin=draw(st.sampled_from([1.0, 1.5])),
         carry_over=draw(st.booleans()),
-        valid_prior=draw(st.sampled_from([0.1, 0.5, 0.9])),
+        informative_prior=draw(st.sampled_from([0.1, 0.5, 0.9])),
     )
     trace = TraceConfig(seed=draw(st.integers(0, 10_000)), num_problems=200,
                         mean_pass_rate=draw(st.floats(0.2, 0.8)), pass_concentration=draw(st.floats(0.3, 3.0)))

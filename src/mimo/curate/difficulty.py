@@ -25,7 +25,17 @@ import dataclasses
 import time
 
 from mimo.errors import MimoError
+from mimo.infer.decoding import SamplingParams
+from mimo.model.io import load_model_dir
 from mimo.rewards import passed
+from mimo.rewards.levels import assign_test_levels, pass_rates, verdict_matrix
+from mimo.rewards.pool import PoolConfig, RewardPool
+from mimo.rl.engine import RolloutEngine
+from mimo.rl.problems import problem_from_record
+from mimo.rl.rollout import RolloutConfig, make_backend
+from mimo.rl.sampling import ProblemSampler
+from mimo.rl.scheduler import Scheduler, SchedulerConfig
+from mimo.tokenizer import Tokenizer
 
 
 @dataclasses.dataclass
@@ -52,7 +62,6 @@ def sample_stats(kind: str, samples, n_tests: int = 0) -> PassStats:
     """
     if kind != "code":
         return PassStats(len(samples), sum(passed(s.reward) for s in samples))
-    from mimo.rewards.levels import verdict_matrix
 
     matrix = [[int(p) for p in row] for row in verdict_matrix([s.verdicts for s in samples], n_tests)]
     return PassStats(len(samples), sum(n_tests > 0 and all(row) for row in matrix), matrix)
@@ -92,20 +101,12 @@ def roll_out(records: dict[str, dict], n: int, *, model: str = "", endpoint: str
     rollouts; returns ``({id: PassStats}, timing)``.  ``model``: a model directory (local workers, or vLLM with
     ``rollout_cfg.backend = "vllm"``); ``endpoint``: an OpenAI-compatible base URL, with ``tokenizer`` (a model or
     tokenizer directory) to build the prompts.  Problems whose rollouts did not come back are missing."""
-    from mimo.infer.decoding import SamplingParams
-    from mimo.rewards.pool import PoolConfig, RewardPool
-    from mimo.rl.engine import RolloutEngine
-    from mimo.rl.problems import problem_from_record
-    from mimo.rl.rollout import RolloutConfig, make_backend
-    from mimo.rl.sampling import ProblemSampler
-    from mimo.rl.scheduler import Scheduler, SchedulerConfig
 
     if bool(model) == bool(endpoint):
         raise MimoError("difficulty rollouts: give exactly one of a model directory or an endpoint")
     if n < 1:
         raise MimoError(f"--rollouts: expected at least 1, got {n}")
     rollout_cfg = rollout_cfg or RolloutConfig()
-    from mimo.tokenizer import Tokenizer
 
     net = None
     if endpoint:
@@ -116,8 +117,6 @@ def roll_out(records: dict[str, dict], n: int, *, model: str = "", endpoint: str
     elif rollout_cfg.backend == "vllm":  # vLLM loads the weights itself: only the tokenizer here
         tok = Tokenizer.load(tokenizer or model)
     else:
-        from mimo.model.io import load_model_dir
-
         net, tok = load_model_dir(model)
         rollout_cfg = dataclasses.replace(rollout_cfg, backend="local")
         if tok is None:
@@ -150,8 +149,6 @@ def added_fields(kind: str, policy: PassStats | None, reference: PassStats | Non
     if reference is not None:
         out["reference_pass_rate"] = round(reference.pass_rate, 6)
     if kind == "code" and policy is not None and policy.pass_matrix:
-        from mimo.rewards.levels import assign_test_levels, pass_rates
-
         out["pass_matrix"] = policy.pass_matrix
         out["test_pass_rates"] = [round(r, 4) for r in pass_rates(policy.pass_matrix)]
         out["levels"] = assign_test_levels(policy.pass_matrix, n_levels)

@@ -62,6 +62,7 @@ from mimo.data.executor import (
     output_files,
     run_stages,
 )
+from mimo.errors import MimoError
 from mimo.utils.io import write_json
 
 _TRACKING = re.compile(r"^(utm_\w+|fbclid|gclid|ref|source|sessionid|sid|phpsessid)$", re.I)
@@ -235,7 +236,6 @@ def _minhash_executors(cfg: DedupConfig, files: list[Path] | str, work: Path, ou
 
 def main(cfg: DedupConfig) -> dict:
     """Run the configured dedup passes; returns (and writes) the report of documents in/out per pass."""
-    from mimo.errors import MimoError
 
     if not cfg.output:
         raise MimoError("dedup: --output DIR is required")

@@ -10,7 +10,7 @@
 * :class:`ReplayBackend` -- grades saved completions (JSONL ``{"problem_id", "completion"}`` lines, optionally with
   ``benchmark``) without generating; each problem gets as many samples as the file holds for it.
 
-A backend receives :class:`GenRequest` s and yields ``(request, [Generation, ...])`` as requests finish; the runner
+A backend receives :class:`EvalRequest` s and yields ``(request, [Generation, ...])`` as requests finish; the runner
 saves each batch at once, which is what makes evaluations resumable.
 """
 
@@ -27,7 +27,7 @@ from mimo.errors import MimoError
 
 
 @dataclasses.dataclass(frozen=True)
-class GenRequest:
+class EvalRequest:
     """``n`` samples (indices ``first .. first + n - 1``) of one problem's prompt."""
 
     benchmark: str
@@ -70,7 +70,7 @@ class EvalBackend:
         """The samples this backend has for a problem (replay), or None: any number can be generated."""
         return None
 
-    def generate(self, requests: list[GenRequest], sampling: Sampling) -> Iterator[tuple[GenRequest, list]]:
+    def generate(self, requests: list[EvalRequest], sampling: Sampling) -> Iterator[tuple[EvalRequest, list]]:
         raise NotImplementedError
 
     def describe(self) -> dict:
@@ -113,25 +113,26 @@ class LocalBackend(EvalBackend):
         return max(1, min(wanted, limit - prompt_len)) if limit else wanted
 
     def generate(self, requests, sampling):
-        import torch
+        import torch  # here, not at the top: the endpoint and replay backends need no torch
 
-        from mimo.infer import generate
+        from mimo.infer.decoding import SamplingParams
+        from mimo.infer.engine import sample
 
         stops = set(self.tok.stop_ids)
-        rows: list[tuple[GenRequest, list[int]]] = []  # (request part, prompt ids), one entry per request part
+        rows: list[tuple[EvalRequest, list[int]]] = []  # (request part, prompt ids), one entry per request part
         for req in requests:
             for start in range(0, req.n, self.batch_size):
                 part = dataclasses.replace(req, first=req.first + start, n=min(self.batch_size, req.n - start),
                                            seed=req.seed + start)
                 rows.append((part, self.tok.chat_prompt(sampling.messages(req.prompt))))
-        batch: list[tuple[GenRequest, list[int]]] = []
+        batch: list[tuple[EvalRequest, list[int]]] = []
 
         def run(batch):
             ids = [p for req, p in batch for _ in range(req.n)]
             budget = min(self._max_new(len(p), req.max_new_tokens) for req, p in batch)
             with torch.inference_mode():
-                outs = generate(self.model, ids, budget, sampling.temperature, sampling.top_p,
-                                speculative=self.speculative, seed=batch[0][0].seed, stop_ids=self.tok.stop_ids)
+                params = SamplingParams(budget, sampling.temperature, sampling.top_p, tuple(self.tok.stop_ids))
+                outs = sample(self.model, ids, params, seed=batch[0][0].seed, speculative=self.speculative)
             self.generated += len(outs)
             k = 0
             for req, _ in batch:
@@ -222,7 +223,7 @@ class EndpointBackend(EvalBackend):
     def describe(self) -> dict:
         return {"backend": self.name, "url": self.url, "model": self.model}
 
-    def _one(self, req: GenRequest, sampling: Sampling) -> list[Generation]:
+    def _one(self, req: EvalRequest, sampling: Sampling) -> list[Generation]:
         out: list[Generation] = []
         attempt = 0
         while len(out) < req.n:

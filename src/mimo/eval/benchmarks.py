@@ -28,6 +28,7 @@ from mimo.errors import MimoError
 from mimo.eval import loaders
 from mimo.tasks import HELDOUT_SEED, ToyTaskSpec
 from mimo.tasks.spec import harder
+from mimo.utils.paths import eval_data_dir
 
 GRADERS = ("math", "code", "lcb", "humaneval", "choice")
 LONG = 32768  # MiMo's generation budget for math, code and science
@@ -101,8 +102,6 @@ class Spec:
 
 
 def _file(name: str, opts: LoadOptions, patterns: tuple[str, ...], hint: str = "") -> list[Path]:
-    from mimo.utils.paths import eval_data_dir
-
     data = opts.data_files.get(name) or opts.data or eval_data_dir()
     return loaders.find_files(name, patterns, data, hint)
 

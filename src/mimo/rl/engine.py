@@ -15,7 +15,7 @@ so a run is reproducible bit for bit; the price is a little head-of-line waiting
 
 Measured per step (definitions as in :mod:`mimo.rl.simulator`): rollout time (``begin_step`` to ``Train``),
 worker utilisation -> ``idle_ratio``, tokens of selected / surplus / filtered / aborted groups -> ``waste_ratio``,
-valid and wasted groups, reward time.
+informative and wasted groups, reward time.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ class StepStats:
     tokens: dict[str, int] = dataclasses.field(default_factory=token_counts)
     launched: int = 0
     aborted: int = 0
-    valid_groups: int = 0
+    informative_groups: int = 0
     scored_groups: int = 0
 
     @property
@@ -116,7 +116,7 @@ class StepStats:
     def as_metrics(self) -> dict[str, float]:
         return {"rollout_s": self.rollout_s, "reward_s": self.reward_s, "idle_ratio": self.idle_ratio,
                 "waste_ratio": self.waste_ratio, "launched_groups": self.launched, "aborted_groups": self.aborted,
-                "valid_groups": self.valid_groups, "scored_groups": self.scored_groups,
+                "informative_groups": self.informative_groups, "scored_groups": self.scored_groups,
                 **{f"tokens_{k}": v for k, v in self.tokens.items()}}
 
 
@@ -231,9 +231,9 @@ class RolloutEngine:
         for t in step_tasks:
             tokens = self.intervals.get(t.id, (0, 0, 0))[2]
             if t.id in selected or t.state == "dropped":  # aborted tokens are counted as the aborts arrive
-                stats.tokens[bucket(t.id in selected, False, t.valid)] += tokens
-            if t.valid:
-                stats.valid_groups += 1
+                stats.tokens[bucket(t.id in selected, False, t.informative)] += tokens
+            if t.informative:
+                stats.informative_groups += 1
         for i in final.task_ids:
             t = self.sched.tasks[i]
             groups.append(Group(str(t.problem_id), self.samples[i], kind=self.problems[t.problem_id].kind))

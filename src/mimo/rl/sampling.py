@@ -6,7 +6,7 @@ MiMo's RL (docs/design.md §1.5, paper §4.2-4.3) adds two data mechanisms to GR
   adds nothing but noise to the token count; such groups are dropped and more prompts are rolled out so that the
   training batch keeps its size.  :func:`is_informative` is the filter.  The over-sampling itself -- *when* to
   launch more prompts -- is the rollout scheduler's job (``mimo.rl.scheduler``); it predicts from
-  :class:`ValidRate`, the running fraction of informative groups.
+  :class:`InformativeRate`, the running fraction of informative groups.
 * **Easy-data re-sampling**: late in training many problems reach pass rate 1 and dynamic sampling would drop
   them all the time; MiMo moves them into an *easy pool* and draws each prompt from that pool with probability
   ``alpha = 0.1``, which stabilises the policy on what it already solves.  :class:`ProblemSampler` does both the
@@ -50,7 +50,7 @@ def is_informative(rewards: Sequence[float], tol: float = 1e-9) -> bool:
     return max(rewards) - min(rewards) > tol
 
 
-class ValidRate:
+class InformativeRate:
     """Running estimate of the fraction of informative groups, for predicting how many running tasks will count.
 
     An exponentially decayed count (``horizon`` groups) plus ``prior_weight`` pseudo-observations at ``prior``, so
@@ -59,24 +59,24 @@ class ValidRate:
 
     def __init__(self, prior: float = 0.5, prior_weight: float = 8.0, horizon: float = 1024.0):
         if not 0.0 <= prior <= 1.0 or prior_weight < 0 or horizon < 1:
-            raise ValueError(f"bad ValidRate(prior={prior}, prior_weight={prior_weight}, horizon={horizon})")
+            raise ValueError(f"bad InformativeRate(prior={prior}, prior_weight={prior_weight}, horizon={horizon})")
         self.prior, self.prior_weight, self.decay = prior, prior_weight, 1.0 - 1.0 / horizon
-        self.valid = 0.0
+        self.informative = 0.0
         self.total = 0.0
 
-    def update(self, valid: bool) -> None:
-        self.valid = self.valid * self.decay + float(valid)
+    def update(self, informative: bool) -> None:
+        self.informative = self.informative * self.decay + float(informative)
         self.total = self.total * self.decay + 1.0
 
     @property
     def value(self) -> float:
-        return (self.valid + self.prior * self.prior_weight) / (self.total + self.prior_weight)
+        return (self.informative + self.prior * self.prior_weight) / (self.total + self.prior_weight)
 
     def state_dict(self) -> dict:
-        return {"valid": self.valid, "total": self.total}
+        return {"informative": self.informative, "total": self.total}
 
     def load_state_dict(self, state: dict) -> None:
-        self.valid, self.total = float(state["valid"]), float(state["total"])
+        self.informative, self.total = float(state["informative"]), float(state["total"])
 
 
 @dataclass

@@ -9,7 +9,7 @@ rollout workers.  Validation runs through the same engine.  Checkpoints hold the
 (sampler, easy pool, pass-rate statistics) and RNG, written atomically between steps: ``--resume true`` after a
 ``kill -9`` repeats and loses no step.
 
-Logged per step: reward, pass rate, response length, entropy, clip fraction, approx KL, valid / wasted samples,
+Logged per step: reward, pass rate, response length, entropy, clip fraction, approx KL, informative / wasted groups,
 worker idle ratio, waste ratio, easy-pool size and the time split rollout / reward / train.
 """
 
@@ -25,6 +25,7 @@ from mimo.errors import MimoError
 from mimo.infer.decoding import SamplingParams
 from mimo.model.io import load_model_dir
 from mimo.rewards import passed
+from mimo.rewards.levels import assign_test_levels, verdict_matrix
 from mimo.rewards.pool import PoolConfig, RewardPool
 from mimo.rl.actor import ActorConfig, update_policy
 from mimo.rl.engine import RolloutEngine
@@ -85,7 +86,6 @@ def group_metrics(groups) -> dict[str, float]:
 
 def assign_levels(engine: RolloutEngine, problems, rollouts: int, params: SamplingParams, n_levels: int) -> dict:
     """Test difficulty levels per code problem from the pass matrix of ``rollouts`` samples of the current policy."""
-    from mimo.rewards.levels import assign_test_levels, verdict_matrix
 
     code = [p.id for p in problems if p.kind == "code"]
     if not code:

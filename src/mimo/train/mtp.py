@@ -25,6 +25,8 @@ from mimo.config import F, stage_cli
 from mimo.data.shards import TokenStream
 from mimo.data.toy import ToyCorpus, build_heldout_shards, build_stage_shards
 from mimo.errors import MimoError
+from mimo.infer.bench import heldout_prompts, measure
+from mimo.model import MiMoForCausalLM
 from mimo.model.io import load_model_dir, resolve_device
 from mimo.model.modeling import IGNORE_INDEX
 from mimo.train.loop import accumulate_step, evaluate, make_optimizer, set_lr
@@ -68,7 +70,6 @@ class MtpConfig:
 def grow_mtp_layers(base, k: int, train_first: bool = False):
     """A copy of ``base`` with ``k`` MTP layers: existing ones kept, new ones copied from MTP layer 0.  Everything is
     frozen except the new layers (and layer 0 when ``train_first``).  Returns ``(model, trainable parameters)``."""
-    from mimo.model import MiMoForCausalLM
 
     m = base.num_mtp_layers
     if m < 1:
@@ -175,7 +176,6 @@ def main(cfg: MtpConfig) -> dict:
 
 def _acceptance(model, tok, cfg: MtpConfig) -> dict:
     """Greedy speculative acceptance per MTP layer on held-out toy problems (the kind of text trained on)."""
-    from mimo.infer.bench import heldout_prompts, measure
 
     model.eval()
     prompts = heldout_prompts(tok, cfg.accept_prompts, cfg.toy.tasks, cfg.toy.seed)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from mimo.config import F, stage_cli
+from mimo.data.decontam import NgramIndex, eval_data_dir, load_benchmark
 from mimo.data.sft import ToySFT, clean_sft, encode_conversation, load_conversations, pack, toy_sft_records
 from mimo.errors import MimoError
 from mimo.model.io import load_model_dir
@@ -68,7 +69,6 @@ class SFTConfig:
 
 def build_decontam_index(benchmarks: list[str], toy_heldout: int, toy_seed: int = HELDOUT_SEED):
     """A 16-gram index over the named benchmarks (those present) and held-out toy problems."""
-    from mimo.data.decontam import NgramIndex, eval_data_dir, load_benchmark
 
     index = NgramIndex(n=16)
     data_dir = eval_data_dir()
