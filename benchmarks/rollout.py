@@ -53,7 +53,7 @@ def print_table2(rows: list[dict], label: str = "sim") -> None:
     print(f"{'':24s} | " + " | ".join(f"{label:>7s} {'paper':>7s}" for _ in heads))
     for r in rows:
         cells = []
-        for k, (key, paper) in enumerate(zip(KEYS, PAPER[r["method"]])):
+        for key, paper in zip(KEYS, PAPER[r["method"]]):
             pct = key in ("idle_ratio", "waste_ratio")
             cells.append(f"{_fmt(r[key], pct):>7s} {_fmt(paper, pct):>7s}")
         print(f"{r['method']:24s} | " + " | ".join(cells))
@@ -66,7 +66,8 @@ def run_real(model: str, steps: int, workers: int, out_root: str | None) -> list
     from pathlib import Path
 
     from mimo.config import from_dict, resolve_config
-    from mimo.rl.trainer import RLConfig, main as rl_main
+    from mimo.rl.trainer import RLConfig
+    from mimo.rl.trainer import main as rl_main
 
     root = Path(out_root or tempfile.mkdtemp(prefix="rollout-real-"))
     rows, stats = [], {}

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     model_dir = Path(args.model)
     if (model_dir / "config.json").is_file():
-        from mimo.train.checkpoint import load_model_dir
+        from mimo.model.io import load_model_dir
 
         model, tok = load_model_dir(model_dir, device=args.device)
         prompts = heldout_prompts(tok, args.prompts, fmt=args.format)

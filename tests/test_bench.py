@@ -12,8 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_specdec_script_writes_the_json_contract(tmp_path, tiny_model):
+    from mimo.model.io import save_model_dir
     from mimo.tokenizer import train_bpe
-    from mimo.train.checkpoint import save_model_dir
 
     tok = train_bpe(["Question: Compute 12 + 3. Answer: 12 + 3 = 15"] * 30, 300, tmp_path / "tok")
     save_model_dir(tmp_path / "m", tiny_model(num_nextn_predict_layers=2, vocab_size=tok.vocab_size), tok)

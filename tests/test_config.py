@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from mimo.config import F, from_dict, resolve_config, save_yaml, load_yaml, to_dict
+from mimo.config import F, from_dict, load_yaml, resolve_config, save_yaml, to_dict
 from mimo.errors import ConfigError
 
 

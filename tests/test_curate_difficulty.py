@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-import mimo.data.curate_difficulty as difficulty
+import mimo.curate.difficulty as difficulty
+from mimo.curate.difficulty import PassStats, difficulty_drop, sample_stats
 from mimo.data.cli import cli
-from mimo.data.curate_difficulty import PassStats, difficulty_drop, sample_stats
 from mimo.rl.actor import Sample
 
 
@@ -103,10 +103,10 @@ def always_four(tmp_path_factory):
     token depends on the current one only (the last prompt token -> "4" -> <|im_end|>), by a wide margin."""
     import torch
 
-    from mimo.data.tasks import MathTaskGenerator
     from mimo.model import MiMoForCausalLM, ModelSpec
+    from mimo.model.io import save_model_dir
+    from mimo.tasks import MathTaskGenerator
     from mimo.tokenizer import train_bpe
-    from mimo.train.checkpoint import save_model_dir
 
     out = tmp_path_factory.mktemp("always_four")
     texts = [p.pretrain_text() for p in MathTaskGenerator(seed=0).sample(100)] + ["def inc(x):\n    return x+1\n"] * 9
@@ -158,9 +158,8 @@ def test_real_reference_model_drops_what_it_never_solves(tmp_path, always_four):
 
 def test_endpoint_rollouts_build_the_prompts_with_the_tokenizer(tmp_path, always_four):
     """``--endpoint URL --tokenizer DIR``: prompts go out as token ids, answers come back as token ids."""
-    from openai_stub import OpenAIStub
-
     from mimo.tokenizer import Tokenizer
+    from openai_stub import OpenAIStub
 
     tok = Tokenizer.load(always_four)
     answers = {"What is 1 + 1?": "2", "What is 2 + 2?": "5"}  # the server solves the first problem only

@@ -7,14 +7,14 @@ import doctest
 
 import pytest
 
-import mimo.data.curate_dedup
-import mimo.data.curate_rules
-from mimo.data.curate_dedup import NearDuplicates
-from mimo.data.curate_rules import answer_reason, multiple_choice_reason, option_letters, proof_reason
+import mimo.curate.dedup
+import mimo.curate.rules
+from mimo.curate.dedup import NearDuplicates
+from mimo.curate.rules import answer_reason, multiple_choice_reason, option_letters, proof_reason
 
 
 def test_doctests():
-    for module in (mimo.data.curate_rules, mimo.data.curate_dedup):
+    for module in (mimo.curate.rules, mimo.curate.dedup):
         assert doctest.testmod(module).failed == 0
 
 
@@ -115,8 +115,8 @@ def test_dedup_boilerplate_does_not_make_duplicates_and_stays_bounded():
 
 
 def test_dedup_tells_operators_apart_and_finds_nothing_in_unique_toy_sets():
-    from mimo.data.tasks import MathTaskGenerator
-    from mimo.data.tasks.code import CodeTaskGenerator
+    from mimo.tasks import MathTaskGenerator
+    from mimo.tasks.code import CodeTaskGenerator
 
     d = NearDuplicates()
     assert d.check_add("a", "Compute (1 + 2) * 8.") is None

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from mimo.infer.engine import KVCache, generate, probs_from_logits, sample_logits
+from mimo.infer.decoding import KVCache, probs_from_logits, sample_logits
+from mimo.infer.engine import generate
 
 
 def _uncached_greedy(model, prompt, n, stops):
@@ -72,7 +73,7 @@ def test_cache_invalidate_rolls_back_positions():
 def test_logprobs_match_a_full_forward_and_abort(tiny_model):
     import pytest
 
-    from mimo.infer.engine import GenerationAborted
+    from mimo.infer.decoding import GenerationAborted
 
     model = tiny_model(seed=2)
     prompts = [[1, 2, 3], [7, 8, 9, 10, 11]]

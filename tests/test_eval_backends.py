@@ -8,15 +8,15 @@ import sys
 import types
 
 import pytest
-from openai_stub import OpenAIStub
 
 from mimo.errors import MimoError
 from mimo.eval import Benchmark, Item
-from mimo.eval.backends import EndpointBackend, GenRequest, ReplayBackend, Sampling
+from mimo.eval.backends import EndpointBackend, EvalRequest, ReplayBackend, Sampling
+from openai_stub import OpenAIStub
 
 
 def _req(pid="p1", n=3, first=0, prompt="What is 2+2?"):
-    return GenRequest("bench", pid, prompt, n, first, 64, 1000)
+    return EvalRequest("bench", pid, prompt, n, first, 64, 1000)
 
 
 def test_endpoint_backend_empty_system_prompt_and_n_samples():
@@ -49,7 +49,7 @@ def test_endpoint_backend_errors_are_one_line():
 
 
 def test_reasoning_returned_apart_is_put_back():
-    from mimo.data.llm_client import _choice
+    from mimo.infer.client import _choice
 
     c = {"message": {"content": "\\boxed{4}", "reasoning_content": "2+2"}, "finish_reason": "length"}
     assert _choice(c, {"completion_tokens": 9}, True) == {"text": "<think>\n2+2\n</think>\n\\boxed{4}",
@@ -116,7 +116,7 @@ def test_replay_file_checks(tmp_path):
     r = ReplayBackend(path)
     r.prepare([_bench("b1", ["a"]), _bench("b2", ["a"])])
     assert r.samples_for("b1", "a") == 1 and r.samples_for("b2", "a") == 2
-    req = GenRequest("b2", "a", "", 1, 1, 8, 0)
+    req = EvalRequest("b2", "a", "", 1, 1, 8, 0)
     assert [g.text for _, gens in r.generate([req], Sampling(0.6, 0.95)) for g in gens] == ["3"]
     with pytest.raises(MimoError, match="no such completions file"):
         ReplayBackend(tmp_path / "nope.jsonl")
@@ -136,7 +136,7 @@ def test_local_backend_batches_and_splits_requests(tiny_model):
 
     model = tiny_model()
     backend = LocalBackend(model, Tok(), batch_size=4)
-    reqs = [GenRequest("b", "p1", "abc", 6, 0, 5, 11), GenRequest("b", "p2", "hello", 1, 0, 5, 22)]
+    reqs = [EvalRequest("b", "p1", "abc", 6, 0, 5, 11), EvalRequest("b", "p2", "hello", 1, 0, 5, 22)]
     out = list(backend.generate(reqs, Sampling(1.0, 1.0)))
     assert [(r.problem_id, r.first, r.n, r.seed) for r, _ in out] == [("p1", 0, 4, 11), ("p1", 4, 2, 15),
                                                                      ("p2", 0, 1, 22)]

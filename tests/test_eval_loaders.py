@@ -9,8 +9,8 @@ import pickle
 import zlib
 
 import pytest
-from eval_data import GPQA_ROWS, lcb_private, lcb_record, write_gpqa, write_lcb
 
+from eval_data import GPQA_ROWS, lcb_private, lcb_record, write_gpqa, write_lcb
 from mimo.errors import MimoError
 from mimo.eval import LoadOptions, load_benchmark
 from mimo.eval.loaders import MATH_INSTRUCTION, decode_lcb_tests

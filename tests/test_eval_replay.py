@@ -12,8 +12,8 @@ import subprocess
 import sys
 
 import pytest
-from eval_data import GPQA_ROWS, LCB_PROBLEMS, write_gpqa, write_lcb
 
+from eval_data import GPQA_ROWS, LCB_PROBLEMS, write_gpqa, write_lcb
 from mimo.eval import EvalProtocol, LoadOptions, evaluate, load_benchmark
 from mimo.eval.backends import ReplayBackend
 from mimo.rewards.pool import RewardPool

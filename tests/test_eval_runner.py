@@ -30,11 +30,11 @@ def one_thread():
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
     """A random tiny MiMo with a toy BPE tokenizer, saved as a model directory."""
-    from mimo.data.tasks import MathTaskGenerator
-    from mimo.data.tasks.code import CodeTaskGenerator
     from mimo.model import MiMoForCausalLM, ModelSpec
+    from mimo.model.io import save_model_dir
+    from mimo.tasks import MathTaskGenerator
+    from mimo.tasks.code import CodeTaskGenerator
     from mimo.tokenizer import train_bpe
-    from mimo.train.checkpoint import save_model_dir
 
     d = tmp_path_factory.mktemp("tiny")
     texts = [p.chat_prompt() + p.chat_response() for p in MathTaskGenerator(seed=1).sample(200)]
@@ -50,7 +50,7 @@ def tiny_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny(tiny_dir):
-    from mimo.train.checkpoint import load_model_dir
+    from mimo.model.io import load_model_dir
 
     return load_model_dir(tiny_dir)
 
@@ -108,7 +108,7 @@ class _FailAfter(LocalBackend):
 
 
 def test_resume_after_a_failure_generates_only_what_is_missing(tiny, tmp_path, pool):
-    from mimo.data.tasks import MathTaskGenerator
+    from mimo.tasks import MathTaskGenerator
 
     model, tok = tiny
     bench = toy_benchmark("toy_math", MathTaskGenerator(seed=5).sample(5, "heldout"), samples=2, max_new_tokens=10)
@@ -164,7 +164,7 @@ def test_kill_9_midway_then_resume(tiny_dir, tmp_path):
 
 
 def test_settings_must_match_to_resume(tiny, tmp_path, pool):
-    from mimo.data.tasks import MathTaskGenerator
+    from mimo.tasks import MathTaskGenerator
 
     model, tok = tiny
     bench = toy_benchmark("toy_math", MathTaskGenerator(seed=6).sample(2, "heldout"), samples=1, max_new_tokens=4)
@@ -178,8 +178,8 @@ def test_settings_must_match_to_resume(tiny, tmp_path, pool):
 
 def test_demo_api_is_deterministic_with_toy_math_and_code(tiny, tmp_path, pool):
     """What `mimo demo` calls: toy problems -> benchmarks -> evaluate((model, tokenizer), ...) -> results."""
-    from mimo.data.tasks import MathTaskGenerator
-    from mimo.data.tasks.code import CodeTaskGenerator
+    from mimo.tasks import MathTaskGenerator
+    from mimo.tasks.code import CodeTaskGenerator
 
     model, tok = tiny
     benches = [toy_benchmark("toy_math", MathTaskGenerator(seed=2).sample(3, "heldout"), samples=3, max_new_tokens=6),
@@ -195,9 +195,9 @@ def test_demo_api_is_deterministic_with_toy_math_and_code(tiny, tmp_path, pool):
 
 def test_a_model_that_answers_right_scores_100(tiny, tmp_path, pool):
     """Grading of local generations end to end: a backend whose 'model' writes the reference answers."""
-    from mimo.data.tasks import MathTaskGenerator
-    from mimo.data.tasks.code import CodeTaskGenerator
     from mimo.eval.backends import EvalBackend, Generation
+    from mimo.tasks import MathTaskGenerator
+    from mimo.tasks.code import CodeTaskGenerator
 
     math = MathTaskGenerator(seed=4).sample(4, "heldout")
     code = CodeTaskGenerator(seed=4).sample(3, "heldout")
@@ -216,7 +216,7 @@ def test_a_model_that_answers_right_scores_100(tiny, tmp_path, pool):
 def test_another_model_in_the_same_folder_is_refused(tiny, tmp_path, pool):
     import copy
 
-    from mimo.data.tasks import MathTaskGenerator
+    from mimo.tasks import MathTaskGenerator
 
     model, tok = tiny
     bench = toy_benchmark("toy_math", MathTaskGenerator(seed=7).sample(1, "heldout"), samples=1, max_new_tokens=2)

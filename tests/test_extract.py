@@ -42,7 +42,7 @@ def test_code_blocks_keep_tabs_indentation_and_language_and_drop_line_numbers():
 
 
 def test_plain_trafilatura_loses_what_the_pre_pass_keeps():
-    """The reason for the pre-pass (DESIGN.md §2), measured on the same pages: see benchmarks/extract.py."""
+    """The reason for the pre-pass (docs/design.md §2), measured on the same pages: see benchmarks/extract.py."""
     trafilatura = pytest.importorskip("trafilatura")
     lost = {p: missing_items(trafilatura.extract((PAGES / p).read_text()) or "", EXPECTED[p]) for p in EXPECTED}
     assert len(lost["mathjax_v2.html"]) == len(EXPECTED["mathjax_v2.html"])  # every MathJax script dropped

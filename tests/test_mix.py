@@ -23,8 +23,8 @@ def corpus(tmp_path_factory):
     web = [document(rng, rng.choice(["general", "ads", "news", "jobs", "science"])) for _ in range(400)]
     sources = {"web": web, "math": [document(rng, "math") for _ in range(150)],
                "code": [document(rng, "code") for _ in range(150)],
-               "synthetic": [{"text": f"Q{i}: {i} + {i} = ?\n<think>\n{i} + {i} = {2 * i}\n</think>\n\\boxed{{{2 * i}}}"}
-                             for i in range(200)]}
+               "synthetic": [{"text": f"Q{i}: {i} + {i} = ?\n<think>\n{i} + {i} = {2 * i}\n</think>\n"
+                                      f"\\boxed{{{2 * i}}}"} for i in range(200)]}
     for name, recs in sources.items():
         write_jsonl(d / f"{name}.jsonl", [{k: v for k, v in r.items() if k != "html"} for r in recs])
     tok = train_bpe((r["text"] for recs in sources.values() for r in recs), 384, d / "tok")

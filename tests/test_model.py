@@ -30,7 +30,7 @@ def test_main_path_logits_equal_qwen2(tiny_model):
             assert (a - b).abs().max().item() <= 1e-5
 
 
-# Every parameter of MTP layer i in the released MiMo-7B checkpoints (DESIGN.md section 1), with its shape in terms
+# Every parameter of MTP layer i in the released MiMo-7B checkpoints (docs/design.md §1.1), with its shape in terms
 # of hidden h, FFN f, heads q*d and kv heads k*d.
 RELEASED_MTP = {
     "token_layernorm.weight": ("h",), "hidden_layernorm.weight": ("h",), "input_proj.weight": ("h", "2h"),

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from mimo.config import resolve_config
-from mimo.train.mtp import MtpConfig, grow_mtp_layers, main as mtp_main
+from mimo.train.mtp import MtpConfig, grow_mtp_layers
+from mimo.train.mtp import main as mtp_main
 
 
 @pytest.fixture(scope="module")
@@ -18,8 +19,8 @@ def pretrained(tmp_path_factory):
     """A tiny 'pretrained' model directory (random weights, toy BPE tokenizer, 1 MTP layer)."""
     from mimo.data.toy import ToyCorpus, source_documents
     from mimo.model import MiMoForCausalLM, ModelSpec
+    from mimo.model.io import save_model_dir
     from mimo.tokenizer import train_bpe
-    from mimo.train.checkpoint import save_model_dir
 
     d = tmp_path_factory.mktemp("pre")
     toy = ToyCorpus(docs_per_source=100)
@@ -50,7 +51,7 @@ def test_grow_copies_layer_one_and_freezes_the_rest(tiny_model):
 
 @pytest.mark.parametrize("targets", ["data", "model"])
 def test_train_mtp_trains_new_layers_only_and_saves_k(pretrained, tmp_path, targets):
-    from mimo.train.checkpoint import load_model_dir
+    from mimo.model.io import load_model_dir
 
     cfg = resolve_config(MtpConfig, "mtp", overrides={
         "init_from": str(pretrained), "out_dir": str(tmp_path), "num_mtp_layers": "3", "targets": targets,
@@ -86,7 +87,7 @@ def test_train_mtp_bad_input(pretrained, tmp_path):
 
 def test_chat_multi_turn_session(pretrained):
     from mimo.infer.chat import ChatConfig, run
-    from mimo.train.checkpoint import load_model_dir
+    from mimo.model.io import load_model_dir
 
     model, tok = load_model_dir(pretrained)
     model.eval()

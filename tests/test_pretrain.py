@@ -17,7 +17,8 @@ import torch
 from mimo.cli import main as mimo_main
 from mimo.config import resolve_config
 from mimo.train.loop import accumulate_step, make_optimizer
-from mimo.train.pretrain import PretrainConfig, main as pretrain_main
+from mimo.train.pretrain import PretrainConfig
+from mimo.train.pretrain import main as pretrain_main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,7 +93,7 @@ def test_kill_and_resume_gives_identical_losses(tmp_path):
     assert target.exists(), proc.stderr.read().decode()[-2000:]
     resumed = _small_cfg(run, resume="true")
     pretrain_main(resumed)
-    steps = [json.loads(l)["step"] for l in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 9))  # the log neither repeats nor loses a step
     got = _losses(run)
     assert sorted(got) == sorted(expected)
@@ -127,7 +128,7 @@ def test_short_run_lowers_heldout_loss_and_raises_mtp_accuracy(tmp_path):
     cfg = _small_cfg(tmp_path, eval_every="5", save_every="0",
                      stages="[{name: a, steps: 40, seq_len: 64, lr: 0.003}]", decay_steps="10", eval_batches="2")
     pretrain_main(cfg)
-    evals = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    evals = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in evals if "eval_loss" in r]
     first, last = evals[0], evals[-1]
     assert last["eval_loss"] < first["eval_loss"] - 0.3

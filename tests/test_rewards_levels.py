@@ -12,8 +12,14 @@ from hypothesis import strategies as st
 import mimo.rewards.levels as levels_mod
 from mimo.cli import main
 from mimo.errors import MimoError
-from mimo.rewards.levels import (assign_test_levels, pass_rates, scheme_reward, soft_reward, strict_reward,
-                                 vanilla_reward)
+from mimo.rewards.levels import (
+    assign_test_levels,
+    pass_rates,
+    scheme_reward,
+    soft_reward,
+    strict_reward,
+    vanilla_reward,
+)
 from mimo.utils.io import read_jsonl, write_jsonl
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from mimo.config import resolve_config, save_yaml, to_dict
-from mimo.rl.trainer import RLConfig, main as rl_main
+from mimo.rl.trainer import RLConfig
+from mimo.rl.trainer import main as rl_main
 
 
 @pytest.fixture(scope="module")
@@ -23,10 +24,11 @@ def sft_model(tmp_path_factory):
     groups) without being good."""
     import torch
 
-    from mimo.data.tasks import MathTaskGenerator
     from mimo.model import MiMoForCausalLM, ModelSpec
+    from mimo.tasks import MathTaskGenerator
     from mimo.tokenizer import train_bpe
-    from mimo.train.sft import SFTConfig, main as sft_main
+    from mimo.train.sft import SFTConfig
+    from mimo.train.sft import main as sft_main
 
     root = tmp_path_factory.mktemp("rlmodel")
     probs = MathTaskGenerator(seed=0, max_steps=1, max_digits=1).sample(80)  # ~85 one-step train problems exist
@@ -38,7 +40,8 @@ def sft_model(tmp_path_factory):
     model.save_pretrained(str(root / "init"))
     cfg = resolve_config(SFTConfig, "sft", overrides={
         "init_from": str(root / "init"), "out_dir": str(root / "sft"), "toy.problems": "80",
-        "toy.max_steps": "1", "toy.max_digits": "1", "toy.teacher_slip_rate": "0.0", "toy.teacher_mul_bias": "0.0", "seq_len": "128",
+        "toy.tasks.max_steps": "1", "toy.tasks.max_digits": "1", "toy.teacher_slip_rate": "0.0",
+        "toy.teacher_mul_bias": "0.0", "seq_len": "128",
         "batch_size": "16", "micro_batch_size": "16", "steps": "60", "lr": "0.01", "decontaminate": "[]",
         "decontaminate_toy_heldout": "0", "log_every": "1000", "threads": "1"})
     sft_main(cfg)
@@ -46,8 +49,8 @@ def sft_model(tmp_path_factory):
 
 
 def _cfg(model: Path, out: Path, **over) -> RLConfig:
-    base = {"init_from": str(model), "out_dir": str(out), "toy.math_problems": "40", "toy.max_steps": "1",
-            "toy.max_digits": "1", "toy.heldout_math": "8", "steps": "3", "scheduler.batch_size": "2",
+    base = {"init_from": str(model), "out_dir": str(out), "toy.math_problems": "40", "toy.tasks.max_steps": "1",
+            "toy.tasks.max_digits": "1", "toy.heldout_math": "8", "steps": "3", "scheduler.batch_size": "2",
             "scheduler.group_size": "8", "scheduler.max_active_tasks": "2", "scheduler.carry_over": "false",
             "actor.lr": "0.001", "actor.mini_batch_groups": "1", "actor.micro_batch_size": "16",
             "rollout.max_new_tokens": "24", "rollout.workers": "2", "rewards.pool.workers": "2",
@@ -60,7 +63,7 @@ def _records(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-KEYS = ("reward", "pass_rate", "response_len", "pg_loss", "launched_groups", "valid_groups", "eval_math_reward")
+KEYS = ("reward", "pass_rate", "response_len", "pg_loss", "launched_groups", "informative_groups", "eval_math_reward")
 
 
 def _trace(run: Path) -> list[tuple]:
@@ -73,7 +76,7 @@ def test_rl_is_deterministic_and_resumes_exactly_after_kill(sft_model, tmp_path)
     recs = _records(a)
     assert [r["step"] for r in recs] == [0, 1, 2, 3]
     for r in recs[1:]:
-        assert r["valid_groups"] >= 2 and 0 < r["reward"] < 1  # the batch holds informative groups only
+        assert r["informative_groups"] >= 2 and 0 < r["reward"] < 1  # the batch holds informative groups only
         assert r["idle_ratio"] <= 1 and r["updates"] == 2
 
     c = tmp_path / "c"

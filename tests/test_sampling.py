@@ -9,7 +9,7 @@ import pytest
 
 import mimo.rl.sampling
 from mimo.errors import MimoError
-from mimo.rl.sampling import ProblemSampler, ValidRate, is_informative, pass_rate
+from mimo.rl.sampling import InformativeRate, ProblemSampler, is_informative
 
 
 def test_doctests():
@@ -23,7 +23,6 @@ def test_filter_drops_all_pass_and_all_fail_groups():
     assert not is_informative([0.5, 0.5, 0.5])  # soft rewards, all equal: zero advantage
     assert is_informative([0.5, 0.25, 0.0])  # soft rewards that differ: kept although none fully passes
     assert not is_informative([])
-    assert pass_rate([1.0, 1.0, 0.0, 0.0]) == 0.5 and pass_rate([]) == 0.0
 
 
 def test_main_pool_is_drawn_without_replacement_per_epoch():
@@ -128,15 +127,15 @@ def test_bad_inputs():
 
 
 def test_valid_rate_prior_update_and_state():
-    v = ValidRate(prior=0.5, prior_weight=4.0, horizon=1e9)
+    v = InformativeRate(prior=0.5, prior_weight=4.0, horizon=1e9)
     assert v.value == 0.5
     for ok in (True, False, False, False):
         v.update(ok)
     assert v.value == pytest.approx((1 + 2) / (4 + 4))
-    w = ValidRate(prior=0.5, prior_weight=4.0, horizon=1e9)
+    w = InformativeRate(prior=0.5, prior_weight=4.0, horizon=1e9)
     w.load_state_dict(json.loads(json.dumps(v.state_dict())))
     assert w.value == v.value
-    fast = ValidRate(prior=0.5, prior_weight=1.0, horizon=10)
+    fast = InformativeRate(prior=0.5, prior_weight=1.0, horizon=10)
     for _ in range(200):
         fast.update(True)
     assert fast.value > 0.9  # follows drift

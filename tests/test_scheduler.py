@@ -8,8 +8,18 @@ import pytest
 
 from mimo.errors import ConfigError, MimoError
 from mimo.rl.sampling import ProblemSampler
-from mimo.rl.scheduler import (ABORTED, DROPPED, SELECTED, Abort, EvalDone, Launch, Scheduler, SchedulerConfig,
-                               Score, Train)
+from mimo.rl.scheduler import (
+    ABORTED,
+    DROPPED,
+    SELECTED,
+    Abort,
+    EvalDone,
+    Launch,
+    Scheduler,
+    SchedulerConfig,
+    Score,
+    Train,
+)
 
 GOOD, BAD = [1.0, 0.0], [1.0, 1.0]  # an informative and an uninformative group of 2
 
@@ -79,9 +89,9 @@ def test_async_reward_frees_the_slot_when_generation_ends():
 
 
 def test_launches_only_while_predicted_not_to_fill():
-    s = make("async_reward", B=4, W=100, valid_prior=0.5)
+    s = make("async_reward", B=4, W=100, informative_prior=0.5)
     assert len(of(s.begin_step(), Launch)) == 8  # 8 * 0.5 = 4 = B
-    s2 = make("async_reward", B=4, W=100, valid_prior=0.5, launch_margin=1.5)
+    s2 = make("async_reward", B=4, W=100, informative_prior=0.5, launch_margin=1.5)
     assert len(of(s2.begin_step(), Launch)) == 12
 
 
@@ -232,7 +242,10 @@ def test_gives_up_when_no_group_is_ever_informative():
 
 def test_default_launch_margin_is_per_mode():
     # auto (0): the paper's literal rule without early termination, 1.5 B with it (surplus is aborted FIFO)
-    assert len(of(make("async_reward", B=4, W=100, valid_prior=0.5, launch_margin=0).begin_step(), Launch)) == 8
-    assert len(of(make("early_termination", B=4, W=100, valid_prior=0.5, launch_margin=0).begin_step(), Launch)) == 12
-    s = make("early_termination", B=4, W=100, valid_prior=0.5, launch_margin=1.0)
+    def launches(mode):
+        return len(of(make(mode, B=4, W=100, informative_prior=0.5, launch_margin=0).begin_step(), Launch))
+
+    assert launches("async_reward") == 8
+    assert launches("early_termination") == 12
+    s = make("early_termination", B=4, W=100, informative_prior=0.5, launch_margin=1.0)
     assert len(of(s.begin_step(), Launch)) == 8

@@ -105,13 +105,14 @@ def test_completions_plain_streaming_and_rollout_client(served, client):
     streamed = client.completions.create(model=NAME, prompt=prompt, max_tokens=12, temperature=0, stream=True)
     assert "".join(c.choices[0].text for c in streamed if c.choices) == r.choices[0].text
 
-    # what mimo.rl.rollout.EndpointBackend sends: token ids in, token ids and log-probs out
-    from mimo.rl.rollout import EndpointBackend, GenParams, RolloutDone, RolloutRequest
+    # what mimo.rl.rollout.EndpointRolloutBackend sends: token ids in, token ids and log-probs out
+    from mimo.infer.decoding import SamplingParams
+    from mimo.rl.rollout import EndpointRolloutBackend, RolloutDone, RolloutRequest
 
     p_ids = tok.chat_prompt("Compute 2 + 2.")
-    backend = EndpointBackend(server.url, model=NAME, num_workers=1)
+    backend = EndpointRolloutBackend(server.url, model=NAME, num_workers=1)
     backend.launch(RolloutRequest(task_id=7, prompt_ids=tuple(p_ids), num_samples=3, seed=5,
-                                  params=GenParams(max_new_tokens=10, temperature=0.8, stop_ids=(5,))))
+                                  params=SamplingParams(max_new_tokens=10, temperature=0.8, stop_ids=(5,))))
     done = backend.events.get(timeout=120)
     assert isinstance(done, RolloutDone), getattr(backend, "last_error", done)
     assert done.task_id == 7 and len(done.responses) == 3

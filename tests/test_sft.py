@@ -12,7 +12,8 @@ from mimo.data.decontam import NgramIndex
 from mimo.data.sft import clean_sft, encode_conversation, messages_of, pack
 from mimo.errors import MimoError
 from mimo.tokenizer import IM_END, train_bpe
-from mimo.train.sft import SFTConfig, main as sft_main, window_batch
+from mimo.train.sft import SFTConfig, window_batch
+from mimo.train.sft import main as sft_main
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def test_packed_loss_equals_separate_conversations(tok, tiny_model):
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                    position_ids=batch["position_ids"]).logits[0]
     at = 0
-    for ids, mask in examples:
+    for ids, _mask in examples:
         alone = model(input_ids=torch.tensor([ids])).logits[0]
         assert torch.allclose(logits[at:at + len(ids)], alone, atol=1e-5)
         at += len(ids)
@@ -74,8 +75,8 @@ def test_bad_records_name_the_line(tmp_path):
     from mimo.data.sft import load_conversations
 
     p = tmp_path / "d.jsonl"
-    p.write_text(json.dumps({"prompt": "a", "response": "b"}) + "\n" + json.dumps({"messages": [{"role": "user",
-                                                                                                "content": "x"}]}) + "\n")
+    bad = {"messages": [{"role": "user", "content": "x"}]}
+    p.write_text(json.dumps({"prompt": "a", "response": "b"}) + "\n" + json.dumps(bad) + "\n")
     with pytest.raises(MimoError, match=r"d.jsonl:2: the last message must be the assistant's"):
         load_conversations(p)
     with pytest.raises(MimoError, match="expected 'messages'"):
@@ -100,7 +101,8 @@ def test_sft_resume_is_exact(tmp_path, tiny_model, tok):
     sft_main(cfg(tmp_path / "b", resume="true"))
 
     def losses(d):
-        return {json.loads(l)["step"]: json.loads(l)["loss"] for l in (d / "metrics.jsonl").read_text().splitlines()}
+        rows = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
+        return {r["step"]: r["loss"] for r in rows}
 
     a, b = losses(tmp_path / "a"), losses(tmp_path / "b")
     assert sorted(a) == sorted(b) == list(range(1, 7))

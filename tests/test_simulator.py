@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import importlib.util
 import json
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mimo.rl import accounting
 from mimo.rl.sampling import ProblemSampler
 from mimo.rl.scheduler import ABORTED, DROPPED, MODES, SELECTED, Scheduler, SchedulerConfig
 from mimo.rl.simulator import Simulator, SystemConfig, Trace, TraceConfig, table2, table3, trace_stats
@@ -29,7 +31,7 @@ def setups(draw):
         round_size=0 if mode == "no_dynamic_sampling" else draw(st.sampled_from([0, 1, B + 3])),
         launch_margin=draw(st.sampled_from([1.0, 1.5])),
         carry_over=draw(st.booleans()),
-        valid_prior=draw(st.sampled_from([0.1, 0.5, 0.9])),
+        informative_prior=draw(st.sampled_from([0.1, 0.5, 0.9])),
     )
     trace = TraceConfig(seed=draw(st.integers(0, 10_000)), num_problems=200,
                         mean_pass_rate=draw(st.floats(0.2, 0.8)), pass_concentration=draw(st.floats(0.3, 3.0)))
@@ -76,6 +78,11 @@ def test_validation_scores_every_prompt_exactly_once(setup, num_prompts):
     assert sorted(t.problem_id for t in tasks) == sorted(ids)
     assert all(t.rewards is not None and len(t.rewards) == 3 for t in tasks)
     assert sim.max_slots_held <= sched.max_active_tasks
+
+
+def test_accounting_doctests():
+    """The buckets and ratios the engine and the simulator share (hand-computed examples in the docstrings)."""
+    assert doctest.testmod(accounting).failed == 0
 
 
 def _trains(records):

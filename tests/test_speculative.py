@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from mimo.infer import speculative
-from mimo.infer.engine import GenerationStats, KVCache, generate, probs_from_logits
+from mimo.infer.decoding import GenerationStats, KVCache, probs_from_logits
+from mimo.infer.engine import generate
 from mimo.infer.speculative import accept_greedy, accept_sampled
 
 
@@ -256,7 +257,7 @@ def test_sampling_distribution_matches_plain(tiny_config, temperature, top_p):
 
 def test_logprobs_and_abort_under_speculation(tiny_config):
     """RL rollouts read per-token log-probs and abort early; speculation gives the plain path's values."""
-    from mimo.infer.engine import GenerationAborted
+    from mimo.infer.decoding import GenerationAborted
 
     model = agreeable_model(tiny_config, 0.3, 0.1, k=3)
     prompts = _prompts(3, 64, seed=2)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from openai_stub import OpenAIStub
 
 from mimo.cli import main as mimo_main
-from mimo.data.llm_client import ChatClient
 from mimo.data.synthesize import SynthesizeConfig, synthesize_endpoint, synthesize_toy
 from mimo.errors import MimoError
+from mimo.infer.client import ChatClient
 from mimo.utils.io import read_jsonl, write_jsonl
+from openai_stub import OpenAIStub
 
 
 def test_endpoint_responses_selection_and_rejection(tmp_path):

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import random
 
-from openai_stub import OpenAIStub
-
 from mimo.cli import main as mimo_main
-from mimo.data.llm_client import ChatClient
 from mimo.data.tag import LLMTagger, SmallTagger, parse_llm_tags
 from mimo.data.toy_web import DOMAINS, document, seed_documents
+from mimo.infer.client import ChatClient
 from mimo.utils.io import read_jsonl, write_jsonl
+from openai_stub import OpenAIStub
 
 
 def test_small_tagger_learns_domains_quality_and_reasoning(tmp_path):

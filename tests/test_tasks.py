@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from mimo.data.tasks import MathTaskGenerator
-from mimo.data.tasks.math import split_of
+from mimo.tasks import MathTaskGenerator
+from mimo.tasks.math import split_of
 
 
 def _eval(expr: str) -> int:
@@ -52,8 +52,8 @@ def test_code_tasks_reference_passes_and_teacher_slips_fail_edge_cases():
     import random
     import shutil
 
-    from mimo.data.tasks.code import CodeTaskGenerator
     from mimo.rewards.code import extract_code, judge
+    from mimo.tasks.code import CodeTaskGenerator
 
     if shutil.which("bwrap") is None:
         pytest.skip("bubblewrap not installed: the judge refuses to run")
@@ -84,7 +84,7 @@ def test_code_tasks_reference_passes_and_teacher_slips_fail_edge_cases():
 def test_teacher_slips():
     import random
 
-    from mimo.data.tasks import MathTaskGenerator
+    from mimo.tasks import MathTaskGenerator
 
     probs = MathTaskGenerator(seed=2, min_steps=2, max_steps=3).sample(200)
     rng = random.Random(0)

@@ -52,8 +52,8 @@ def _vllm_mtp_name(name: str, num_hidden_layers_after_override: int = 0) -> str:
 def test_saved_checkpoint_matches_vllm_loader(tiny_model, tmp_path):
     from transformers.dynamic_module_utils import get_class_from_dynamic_module
 
+    from mimo.model.io import save_model_dir
     from mimo.tokenizer import train_bpe
-    from mimo.train.checkpoint import save_model_dir
 
     tok = train_bpe(["Compute 1 + 2. The answer is 3."] * 20, 280, tmp_path / "tok")
     model = tiny_model(num_nextn_predict_layers=3, vocab_size=tok.vocab_size, rope_theta=640000.0)
@@ -115,7 +115,7 @@ def test_saved_checkpoint_matches_vllm_loader(tiny_model, tmp_path):
     assert shapes["lm_head.weight"] == shapes["model.embed_tokens.weight"] == (tok.vocab_size, H)
 
     # and it loads back bit-exactly with mimo, now that config.json also carries auto_map and rope_theta
-    from mimo.train.checkpoint import load_model_dir
+    from mimo.model.io import load_model_dir
 
     again, _ = load_model_dir(out)
     assert again.num_mtp_layers == 3 and again.config.rope_theta_value == 640000.0

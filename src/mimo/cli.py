@@ -1,8 +1,8 @@
 """The ``mimo`` command line: one sub-command per pipeline stage.
 
-Each command lives in its own module exposing ``cli(argv: list[str]) -> int``; modules are imported only when
-their command runs, so ``mimo --help`` is instant.  User errors (:class:`~mimo.errors.MimoError`) print one line
-and exit 2; Ctrl-C exits 130.
+Each command is a function ``cli(argv: list[str]) -> int`` of its own module (``module:function`` names another
+function); modules are imported only when their command runs, so ``mimo --help`` is instant.  User errors
+(:class:`~mimo.errors.MimoError`) print one line and exit 2; Ctrl-C exits 130.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import sys
 
 from mimo.errors import MimoError
 
-# command -> (module with a `cli(argv)` function, one-line description)
+# command -> (module with a `cli(argv)` function, or "module:function", one-line description)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("mimo.demo", "rebuild the MiMo family (Base, RL-Zero, SFT, RL) at toy scale and print the table"),
+    "demo": ("mimo.demo.family", "rebuild the MiMo family (Base, RL-Zero, SFT, RL) at toy scale and print the table"),
     "data": ("mimo.data.cli", "data: extract, dedup, tag, synthesize, decontaminate, mix; curate-rl (RL problems)"),
     "tokenizer": ("mimo.tokenizer", "train a byte-level BPE tokenizer on text/JSONL files"),
     "pretrain": ("mimo.train.pretrain", "pretrain a model with next-token + MTP loss over the data stages"),
@@ -26,7 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "chat": ("mimo.infer.chat", "interactive multi-turn chat with a checkpoint (live speculative stats)"),
     "serve": ("mimo.infer.serve", "OpenAI-compatible chat-completions HTTP server (streaming) for a checkpoint"),
     "rewards": ("mimo.rewards.cli", "test difficulty levels for the code reward (`mimo rewards levels`)"),
-    "judge": ("mimo.rewards.server", "the sandboxed code judge: `mimo judge serve` (HTTP) and `mimo judge run`"),
+    "judge": ("mimo.rewards.cli:judge_cli", "the sandboxed code judge: `mimo judge serve` (HTTP) and `mimo judge run`"),
 }
 
 
@@ -59,8 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mimo: error: unknown command {name!r} (commands: {', '.join(COMMANDS)})", file=sys.stderr)
         return 2
     try:
-        module = importlib.import_module(COMMANDS[name][0])
-        return int(module.cli(rest) or 0)
+        module_name, _, function = COMMANDS[name][0].partition(":")
+        command = getattr(importlib.import_module(module_name), function or "cli")
+        return int(command(rest) or 0)
     except MimoError as e:
         print(f"mimo {name}: error: {e}", file=sys.stderr)
         return 2

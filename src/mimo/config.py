@@ -276,7 +276,8 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, section: str | N
     group = parser.add_argument_group(f"{section or cls.__name__} options")
     for name, tp, help_, default in _walk_fields(cls):
         if isinstance(default, (list, dict, tuple)):
-            shown = json.dumps(default, default=lambda o: dataclasses.asdict(o) if dataclasses.is_dataclass(o) else str(o))
+            shown = json.dumps(default,
+                               default=lambda o: dataclasses.asdict(o) if dataclasses.is_dataclass(o) else str(o))
         else:
             shown = default
         text = f"{help_} (default: {shown})".replace("%", "%%")  # argparse %-formats help strings

@@ -2,7 +2,6 @@
 
 Both are used through :class:`Tokenizer`, a thin wrapper over ``transformers.PreTrainedTokenizerFast`` that knows
 the ChatML special tokens and the MiMo chat format::
-
     <|im_start|>system\\n<|im_end|>\\n            (empty system prompt by default, as in MiMo's evaluation)
     <|im_start|>user\\n{question}<|im_end|>\\n
     <|im_start|>assistant\\n<think>\\n{reasoning}\\n</think>\\n{answer}<|im_end|>\\n
@@ -18,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from mimo.errors import MimoError
+from mimo.utils.io import iter_jsonl
 
 EOS = "<|endoftext|>"
 IM_START = "<|im_start|>"
@@ -159,8 +159,6 @@ def train_bpe(texts: Iterable[str], vocab_size: int, out_dir: str | Path, min_fr
 
 
 def _iter_texts(paths: list[str], field: str) -> Iterator[str]:
-    from mimo.utils.io import iter_jsonl
-
     for p in paths:
         path = Path(p)
         if not path.is_file():

@@ -20,8 +20,8 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "decontaminate": ("mimo.data.decontam", "DecontamConfig", "drop records sharing a 16-gram with a benchmark"),
     "synthesize": ("mimo.data.synthesize", "SynthesizeConfig", "synthetic reasoning responses (endpoint or toy)"),
     "mix": ("mimo.data.mix", "MixConfig", "three pretraining stages -> token shards for `mimo pretrain`"),
-    "curate-rl": ("mimo.data.curate", "CurateConfig", "RL problems: drop proofs, multiple choice, bad answers/tests, "
-                  "duplicates, contamination, too easy; report every drop"),
+    "curate-rl": ("mimo.curate.pipeline", "CurateConfig", "RL problems: drop proofs, multiple choice, bad "
+                  "answers/tests, duplicates, contamination, too easy; report every drop"),
     "pipeline": ("mimo.data.pipeline", "PipelineConfig", "every stage end to end on a folder of pages"),
 }
 

@@ -16,9 +16,7 @@ choice (e.g. OpenAI's and Llama's contamination studies), and document that 64-b
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import json
-import os
 import re
 import unicodedata
 from collections import defaultdict
@@ -28,9 +26,12 @@ import numpy as np
 import xxhash
 
 from mimo.config import F
+from mimo.data.executor import input_files
 from mimo.errors import MimoError
+from mimo.eval.benchmarks import REGISTRY, LoadOptions
+from mimo.eval.benchmarks import load_benchmark as load_eval_benchmark
+from mimo.utils.io import iter_jsonl, open_text, write_json, write_jsonl
 from mimo.utils.paths import eval_data_dir  # noqa: F401  (re-exported)
-from mimo.utils.io import iter_jsonl, write_json, write_jsonl
 
 _WORD = re.compile(r"\w+|[-+*/=<>^]")  # words, and the operators that tell math problems apart
 _MULT = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit multiplier of the rolling hash
@@ -100,9 +101,6 @@ def load_benchmark(spec: str, data_dir: str | Path | None = None) -> list[str]:
     ``lcb_v6``, ``gpqa_diamond``: their prompts, read from ``data_dir`` by :mod:`mimo.eval.loaders`),
     ``FILE.jsonl[:field]`` or a text file (one item per line)."""
     if spec not in BENCHMARKS and ":" not in spec and not Path(spec).is_file():
-        from mimo.eval.benchmarks import REGISTRY, LoadOptions
-        from mimo.eval.benchmarks import load_benchmark as load_eval_benchmark
-
         if spec in REGISTRY:
             return [it.prompt for it in load_eval_benchmark(spec, LoadOptions(data=str(data_dir or ""))).items]
     if spec in BENCHMARKS:
@@ -117,8 +115,7 @@ def load_benchmark(spec: str, data_dir: str | Path | None = None) -> list[str]:
         if not path.is_file():
             raise MimoError(f"{spec}: not a known benchmark ({', '.join(BENCHMARKS)}) nor a file")
         if not (path.name.endswith(".jsonl") or path.name.endswith(".jsonl.gz")):
-            opener = gzip.open if path.suffix == ".gz" else open
-            with opener(path, "rt", encoding="utf-8") as f:
+            with open_text(path) as f:
                 return [line.strip() for line in f if line.strip()]
     texts = []
     for i, rec in enumerate(iter_jsonl(path), start=1):
@@ -224,7 +221,6 @@ def main(cfg: DecontamConfig) -> dict:
     if Path(cfg.input).is_file():
         files = [Path(cfg.input)]
     else:  # a directory or a comma list (the datatrove glue is only needed then)
-        from mimo.data.executor import input_files
 
         files = input_files(cfg.input)
     records = ((f, line, rec) for f in files for line, rec in enumerate(iter_jsonl(f), start=1))

@@ -9,7 +9,7 @@ MiMo deduplicates by URL and by MinHash across all dumps.  Both passes are datat
 2. MinHash: ``MinhashDedupSignature/Buckets/Cluster/Filter`` on word 5-grams, 14 bands x 8 rows (a document pair
    of Jaccard similarity s is caught with probability 1-(1-s^8)^14: 0.9998 at s=0.9, 0.03 at s=0.5).
 
-Two departures from datatrove's defaults, both from DESIGN.md §2: a whitespace word tokenizer (the default one
+Two departures from datatrove's defaults, both from docs/design.md §2: a whitespace word tokenizer (the default one
 needs spaCy models) and ``norm_numbers=False`` -- datatrove replaces every number by 0 before shingling, which
 merges math pages that differ only in their numbers (distinct problems) into one cluster.
 
@@ -33,7 +33,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import numpy as np
 import xxhash
-
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.dedup import (
@@ -63,6 +62,7 @@ from mimo.data.executor import (
     output_files,
     run_stages,
 )
+from mimo.errors import MimoError
 from mimo.utils.io import write_json
 
 _TRACKING = re.compile(r"^(utm_\w+|fbclid|gclid|ref|source|sessionid|sid|phpsessid)$", re.I)
@@ -236,7 +236,6 @@ def _minhash_executors(cfg: DedupConfig, files: list[Path] | str, work: Path, ou
 
 def main(cfg: DedupConfig) -> dict:
     """Run the configured dedup passes; returns (and writes) the report of documents in/out per pass."""
-    from mimo.errors import MimoError
 
     if not cfg.output:
         raise MimoError("dedup: --output DIR is required")

@@ -36,8 +36,20 @@ from pathlib import Path
 from lxml import html as lxml_html
 
 from mimo.config import F
-from mimo.data.executor import ExecutorConfig
+from mimo.data.executor import (
+    DocumentMap,
+    ExecutorConfig,
+    JsonlSink,
+    JsonlSource,
+    count_records,
+    input_files,
+    make_executor,
+    output_files,
+    run_stages,
+)
 from mimo.data.mathml import local_name, mathml_to_latex
+from mimo.errors import MimoError
+from mimo.utils.io import write_jsonl
 
 EXTRACTORS = ("resiliparse", "trafilatura")
 
@@ -141,7 +153,7 @@ def _is_display(el) -> bool:
 def _attached(el, root) -> bool:
     """Still in the document (not inside a subtree an earlier rewrite removed)?"""
     last = el
-    for last in el.iterancestors():
+    for last in el.iterancestors():  # noqa: B007 -- we want the last ancestor
         pass
     return last is root
 
@@ -286,7 +298,6 @@ def extract_document(doc, extractor: str = "resiliparse", main_content: bool = T
 
 def _html_files_to_jsonl(folder: Path, dest: Path, field: str) -> Path:
     """A directory of ``.html`` pages as one JSONL file (url = the file name), so the stage reads one format."""
-    from mimo.utils.io import write_jsonl
 
     pages = sorted([*folder.glob("*.html"), *folder.glob("*.htm")])
     write_jsonl(dest, ({"id": p.stem, "url": p.name, field: p.read_text(encoding="utf-8", errors="replace")}
@@ -297,9 +308,6 @@ def _html_files_to_jsonl(folder: Path, dest: Path, field: str) -> Path:
 def main(cfg: ExtractConfig) -> dict:
     from functools import partial
 
-    from mimo.data.executor import (DocumentMap, JsonlSink, JsonlSource, count_records, input_files, make_executor,
-                                    output_files, run_stages)
-    from mimo.errors import MimoError
 
     if not cfg.output:
         raise MimoError("extract: --output DIR is required")

@@ -1,6 +1,6 @@
 """`mimo data mix`: the three pretraining stages as token shards, with per-source token shares.
 
-MiMo's schedule (DESIGN.md §1): stage 1 uses every source except synthetic responses, down-sampling ads, news and
+MiMo's schedule (docs/design.md §1.2): stage 1 uses every source except synthetic responses, down-sampling ads, news and
 job posts and up-sampling high-value domains; stage 2 raises math + code to ~70%; stage 3 adds ~10% synthetic
 reasoning responses and moves from 8K context / RoPE base 10,000 to 32K / 640,000.  Each stage here is a token
 budget split over sources by ``weights`` (token shares); within a source, documents are drawn epoch by epoch,
@@ -26,8 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from mimo.config import F
+from mimo.data.executor import input_files
 from mimo.data.shards import ShardWriter
 from mimo.errors import MimoError
+from mimo.tokenizer import Tokenizer, train_bpe
 from mimo.utils.io import iter_jsonl, write_json
 
 
@@ -79,8 +81,6 @@ class _Source:
 
 
 def _records(spec: str, field: str):
-    from mimo.data.executor import input_files
-
     for path in input_files(spec):
         for line, rec in enumerate(iter_jsonl(path), start=1):
             if not isinstance(rec.get(field), str):
@@ -208,8 +208,6 @@ def build_stages(cfg: MixConfig, tokenizer, out_dir: str | Path | None = None) -
 
 
 def _tokenizer(cfg: MixConfig):
-    from mimo.tokenizer import Tokenizer, train_bpe
-
     if not cfg.tokenizer:
         raise MimoError("mix: --tokenizer DIR is required")
     path = Path(cfg.tokenizer)

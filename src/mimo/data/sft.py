@@ -1,6 +1,6 @@
 """SFT data: conversation loading, MiMo's data hygiene, assistant-only loss masks, and packing.
 
-Hygiene (DESIGN.md section 1, SFT): drop queries sharing a 16-gram with an evaluation set (decontamination, via
+Hygiene (docs/design.md §1.3): drop queries sharing a 16-gram with an evaluation set (decontamination, via
 :mod:`mimo.data.decontam`), drop incomplete responses (an unclosed ``<think>``, nothing after ``</think>``,
 ``finish_reason == "length"``) and mixed-language responses, and keep at most 8 responses per query.  Every drop
 is counted by reason in the report.
@@ -21,6 +21,7 @@ import numpy as np
 
 from mimo.config import F
 from mimo.errors import MimoError
+from mimo.tasks import ToyTaskSpec
 from mimo.tokenizer import END_THINK, IM_END, IM_START, THINK, Tokenizer
 from mimo.utils.io import iter_jsonl
 
@@ -92,7 +93,7 @@ def clean_sft(records: list[dict], decontam=None, max_per_query: int = 8, seed: 
         by_query[query].append(rec)
     rng = random.Random(seed)
     kept = []
-    for query, recs in by_query.items():
+    for recs in by_query.values():
         if len(recs) > max_per_query:
             dropped["over_max_responses"] += len(recs) - max_per_query
             recs = rng.sample(recs, max_per_query)
@@ -187,16 +188,10 @@ class ToySFT:
     teacher_boundary_bias: float = F(0.5, "per piecewise code problem: probability of the teacher's >= for > bug")
     teacher_skip_bias: float = F(0.5, "per math problem of 2+ steps: probability that the teacher stops one step "
                                       "short and answers the intermediate value")
-    min_steps: int = F(1, "fewest arithmetic steps")
-    max_steps: int = F(3, "most arithmetic steps")
-    max_digits: int = F(1, "operand digits")
-    max_pieces: int = F(2, "most pieces / string operations per code problem")
+    tasks: ToyTaskSpec = F(factory=ToyTaskSpec, help="difficulty of the math and code problems")
 
 
 def toy_sft_records(spec: ToySFT) -> list[dict]:
-    from mimo.data.tasks import MathTaskGenerator
-    from mimo.data.tasks.code import CodeTaskGenerator
-
     rng = random.Random(spec.seed)
     out = []
 
@@ -207,13 +202,12 @@ def toy_sft_records(spec: ToySFT) -> list[dict]:
                                      {"role": "assistant", "content": text}], "id": p.id,
                         "teacher_correct": text == p.chat_response()})
 
-    gen = MathTaskGenerator(seed=spec.seed, min_steps=spec.min_steps, max_steps=spec.max_steps,
-                            max_digits=spec.max_digits)
+    gen = spec.tasks.math(spec.seed)
     for p in gen.sample(spec.problems, "train"):
         add(p, lambda p=p: p.teacher_response(rng, spec.teacher_slip_rate, spec.teacher_mul_bias,
                                                spec.teacher_skip_bias))
     if spec.code_problems:
-        cgen = CodeTaskGenerator(seed=spec.seed, max_pieces=spec.max_pieces)
+        cgen = spec.tasks.code(spec.seed)
         for p in cgen.sample(spec.code_problems, "train"):
             add(p, lambda p=p: p.chat_response(cgen.teacher_solution(p, rng, spec.teacher_slip_rate,
                                                                        spec.teacher_boundary_bias)))

@@ -23,6 +23,9 @@ import time
 
 from mimo.config import F
 from mimo.errors import MimoError
+from mimo.infer.client import ChatClient
+from mimo.tasks import MathTaskGenerator
+from mimo.tokenizer import assistant_text
 from mimo.utils.io import iter_jsonl, write_jsonl
 
 DOC_INSTRUCTION = ("Read the text below. Pose one challenging question that it makes answerable and that needs "
@@ -80,8 +83,6 @@ def format_response(prompt: str, response: str) -> str:
 def synthesize_endpoint(cfg: SynthesizeConfig, client=None) -> tuple[list[dict], dict]:
     """Responses from an OpenAI-compatible endpoint; returns (records, counts)."""
     if client is None:
-        from mimo.data.llm_client import ChatClient
-
         client = ChatClient(cfg.endpoint, cfg.model)
     if not cfg.input:
         raise MimoError("synthesize: --input FILE is required in endpoint mode")
@@ -106,7 +107,6 @@ def synthesize_endpoint(cfg: SynthesizeConfig, client=None) -> tuple[list[dict],
 
 def toy_problems(n: int, seed: int) -> list[dict]:
     """``{"id", "question", "reasoning", "answer"}`` from the built-in verifiable task generators (train split)."""
-    from mimo.data.tasks import MathTaskGenerator
 
     problems = MathTaskGenerator(seed=seed).sample(n, split="train")
     return [{"id": p.id, "question": p.question, "reasoning": p.reasoning(), "answer": p.final_answer()}
@@ -115,7 +115,6 @@ def toy_problems(n: int, seed: int) -> list[dict]:
 
 def synthesize_toy(cfg: SynthesizeConfig) -> tuple[list[dict], dict]:
     """Worked solutions in MiMo's response format (``<think>`` steps ``</think>`` answer), no model needed."""
-    from mimo.tokenizer import assistant_text
 
     records = []
     for p in toy_problems(cfg.n, cfg.seed):

@@ -25,9 +25,19 @@ from functools import partial
 from pathlib import Path
 
 from mimo.config import F
-from mimo.data.executor import ExecutorConfig
-from mimo.data.toy_web import DOMAINS
+from mimo.data.executor import (
+    ExecutorConfig,
+    JsonlSink,
+    JsonlSource,
+    count_records,
+    input_files,
+    make_executor,
+    output_files,
+    run_stages,
+)
+from mimo.data.toy_web import DOMAINS, seed_documents
 from mimo.errors import MimoError
+from mimo.infer.client import ChatClient
 from mimo.utils.io import iter_jsonl
 
 LLM_PROMPT = (
@@ -148,8 +158,6 @@ class TagConfig:
 
 def build_tagger(cfg: TagConfig):
     if cfg.tagger == "llm":
-        from mimo.data.llm_client import ChatClient
-
         return LLMTagger(ChatClient(cfg.endpoint, cfg.llm_model), concurrency=cfg.concurrency)
     if cfg.tagger != "small":
         raise MimoError(f"--tagger: expected small or llm, got {cfg.tagger!r}")
@@ -158,8 +166,6 @@ def build_tagger(cfg: TagConfig):
     if cfg.train:
         seeds = list(iter_jsonl(cfg.train))
     else:
-        from mimo.data.toy_web import seed_documents
-
         seeds = seed_documents()
     tagger = SmallTagger().fit(seeds)
     if cfg.save_model:
@@ -191,9 +197,6 @@ def _tag_step(data, rank: int = 0, world_size: int = 1, tagger=None, batch_size:
 
 
 def main(cfg: TagConfig) -> dict:
-    from mimo.data.executor import (JsonlSink, JsonlSource, count_records, input_files, make_executor,
-                                    output_files, run_stages)
-
     if not cfg.output:
         raise MimoError("tag: --output DIR is required")
     files = input_files(cfg.input)

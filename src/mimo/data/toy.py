@@ -1,13 +1,13 @@
 """The built-in toy corpus: generated sources, a tokenizer, and MiMo's three pretraining stages via the mixer.
 
-MiMo's pretraining raises reasoning density stage by stage (DESIGN.md section 1).  The toy corpus mirrors that
+MiMo's pretraining raises reasoning density stage by stage (docs/design.md §1.2).  The toy corpus mirrors that
 with generated sources instead of web dumps, written as JSONL and mixed by :func:`mimo.data.mix.build_stages`
 (token shares per source per stage, exactly as for real data):
 
 * ``text``        short general sentences from a template grammar (the "web" of the toy world);
 * ``math_answer`` arithmetic problems with the answer only (low reasoning density);
 * ``math_cot``    the same kind of problems with worked steps (high reasoning density);
-* ``code``        small Python functions under a comment stating what they do (:mod:`mimo.data.tasks.code`);
+* ``code``        small Python functions under a comment stating what they do (:mod:`mimo.tasks.code`);
 * ``synthetic``   ChatML reasoning traces (``<think>`` steps ``</think>`` answer) -- stage 3's synthetic data.
 
 Only *train*-split problems appear; held-out problems never do.
@@ -21,8 +21,7 @@ from pathlib import Path
 
 from mimo.config import F
 from mimo.data.shards import ShardWriter
-from mimo.data.tasks.code import CodeTaskGenerator
-from mimo.data.tasks.math import MathTaskGenerator
+from mimo.tasks import ToyTaskSpec
 from mimo.tokenizer import IM_END, Tokenizer, train_bpe
 from mimo.utils.io import write_jsonl
 
@@ -46,10 +45,7 @@ class ToyCorpus:
     seed: int = F(0, "corpus seed")
     vocab_size: int = F(512, "BPE vocabulary size")
     docs_per_source: int = F(20000, "documents generated per source (stages sample from them, with repeats)")
-    min_steps: int = F(1, "fewest arithmetic steps per problem")
-    max_steps: int = F(3, "most arithmetic steps per problem")
-    max_digits: int = F(1, "operand digits")
-    max_pieces: int = F(2, "most pieces / string operations per code problem")
+    tasks: ToyTaskSpec = F(factory=ToyTaskSpec, help="difficulty of the generated math and code problems")
     stage_tokens: list[int] = F(factory=lambda: [1_000_000, 1_000_000, 600_000],
                                 help="token budget of each stage's shards (the stream repeats when trained longer)")
     stage_weights: list[dict[str, float]] = F(
@@ -70,10 +66,9 @@ def source_documents(spec: ToyCorpus, source: str, n: int | None = None) -> list
     if source == "text":
         return [" ".join(_sentence(rng) for _ in range(rng.randint(2, 5))) for _ in range(n)]
     if source == "code":
-        gen = CodeTaskGenerator(seed=seed, max_pieces=spec.max_pieces)
+        gen = spec.tasks.code(seed)
         return [p.pretrain_text() for p in gen.sample(n, "train", unique=False)]
-    problems = MathTaskGenerator(seed=seed, min_steps=spec.min_steps, max_steps=spec.max_steps,
-                                 max_digits=spec.max_digits).sample(n, "train", unique=False)
+    problems = spec.tasks.math(seed).sample(n, "train", unique=False)
     if source == "math_answer":
         return [p.pretrain_text(with_reasoning=False) for p in problems]
     if source == "math_cot":
@@ -108,7 +103,8 @@ def build_stages(spec: ToyCorpus, tokenizer: Tokenizer, out_dir: str | Path,
                  stage_shapes: list[tuple[int, float]] | None = None) -> list[dict]:
     """Write ``out_dir/stage{1,2,3}`` token shards with :func:`mimo.data.mix.build_stages`.  ``stage_shapes``:
     ``(seq_len, rope_theta)`` per stage, recorded in each index (the pretraining config decides them)."""
-    from mimo.data.mix import MixConfig, StageConfig, build_stages as mix_stages
+    from mimo.data.mix import MixConfig, StageConfig
+    from mimo.data.mix import build_stages as mix_stages
 
     out_dir = Path(out_dir)
     sources = write_sources(spec, out_dir / "sources")
@@ -135,8 +131,7 @@ def build_stage_shards(spec: ToyCorpus, tokenizer: Tokenizer, stage: int, out_di
 
 def build_heldout_shards(spec: ToyCorpus, tokenizer: Tokenizer, out_dir: str | Path, n: int = 500) -> dict:
     """Held-out problems with worked steps (never seen in training), for held-out loss / MTP accuracy."""
-    gen = MathTaskGenerator(seed=spec.seed + 99991, min_steps=spec.min_steps, max_steps=spec.max_steps,
-                            max_digits=spec.max_digits)
+    gen = spec.tasks.math(spec.seed + 99991)
     writer = ShardWriter(out_dir, tokenizer.vocab_size, tokenizer.eos_id, meta={"heldout": True})
     for p in gen.sample(n, "heldout"):
         writer.add(tokenizer.encode(p.pretrain_text(with_reasoning=True)))

@@ -1,9 +1,9 @@
-"""Evaluation: the MiMo protocol (DESIGN.md section 1) on MATH-500, AIME 2024/2025, LiveCodeBench v5/v6,
+"""Evaluation: the MiMo protocol (docs/design.md §1.7) on MATH-500, AIME 2024/2025, LiveCodeBench v5/v6,
 GPQA-Diamond, HumanEval and the toy held-out sets.
 
 * :mod:`mimo.eval.metrics` -- ``pass_at_k(n, c, k)`` (unbiased), avg@n with its standard error;
 * :mod:`mimo.eval.loaders` -- the public file formats; :mod:`mimo.eval.benchmarks` -- items, graders, the registry
-  and the protocol's per-benchmark defaults, ``toy_benchmark`` for :mod:`mimo.data.tasks` problems;
+  and the protocol's per-benchmark defaults, ``toy_benchmark`` for :mod:`mimo.tasks` problems;
 * :mod:`mimo.eval.grading` -- per-benchmark answer rules on top of :mod:`mimo.rewards`;
 * :mod:`mimo.eval.backends` -- local torch, vLLM, OpenAI-compatible endpoint, replay of saved completions;
 * :mod:`mimo.eval.runner` -- ``evaluate(model_or_backend, benchmarks, protocol, out_dir)``, resumable;

@@ -6,11 +6,11 @@
   drafting).  Requests are sent in chunks so that finished samples are saved as they come.  Written against
   vLLM's public API; not run here (no GPU in our CI), its request plumbing is tested with a stand-in module.
 * :class:`EndpointBackend` -- any OpenAI-compatible chat-completions server (``vllm serve``, ``sglang``,
-  ``mimo serve``) through :class:`mimo.data.llm_client.ChatClient` (retries, concurrency).
+  ``mimo serve``) through :class:`mimo.infer.client.ChatClient` (retries, concurrency).
 * :class:`ReplayBackend` -- grades saved completions (JSONL ``{"problem_id", "completion"}`` lines, optionally with
   ``benchmark``) without generating; each problem gets as many samples as the file holds for it.
 
-A backend receives :class:`GenRequest` s and yields ``(request, [Generation, ...])`` as requests finish; the runner
+A backend receives :class:`EvalRequest` s and yields ``(request, [Generation, ...])`` as requests finish; the runner
 saves each batch at once, which is what makes evaluations resumable.
 """
 
@@ -27,7 +27,7 @@ from mimo.errors import MimoError
 
 
 @dataclasses.dataclass(frozen=True)
-class GenRequest:
+class EvalRequest:
     """``n`` samples (indices ``first .. first + n - 1``) of one problem's prompt."""
 
     benchmark: str
@@ -70,7 +70,7 @@ class EvalBackend:
         """The samples this backend has for a problem (replay), or None: any number can be generated."""
         return None
 
-    def generate(self, requests: list[GenRequest], sampling: Sampling) -> Iterator[tuple[GenRequest, list]]:
+    def generate(self, requests: list[EvalRequest], sampling: Sampling) -> Iterator[tuple[EvalRequest, list]]:
         raise NotImplementedError
 
     def describe(self) -> dict:
@@ -113,25 +113,26 @@ class LocalBackend(EvalBackend):
         return max(1, min(wanted, limit - prompt_len)) if limit else wanted
 
     def generate(self, requests, sampling):
-        import torch
+        import torch  # here, not at the top: the endpoint and replay backends need no torch
 
-        from mimo.infer import generate
+        from mimo.infer.decoding import SamplingParams
+        from mimo.infer.engine import sample
 
         stops = set(self.tok.stop_ids)
-        rows: list[tuple[GenRequest, list[int]]] = []  # (request part, prompt ids), one entry per request part
+        rows: list[tuple[EvalRequest, list[int]]] = []  # (request part, prompt ids), one entry per request part
         for req in requests:
             for start in range(0, req.n, self.batch_size):
                 part = dataclasses.replace(req, first=req.first + start, n=min(self.batch_size, req.n - start),
                                            seed=req.seed + start)
                 rows.append((part, self.tok.chat_prompt(sampling.messages(req.prompt))))
-        batch: list[tuple[GenRequest, list[int]]] = []
+        batch: list[tuple[EvalRequest, list[int]]] = []
 
         def run(batch):
             ids = [p for req, p in batch for _ in range(req.n)]
             budget = min(self._max_new(len(p), req.max_new_tokens) for req, p in batch)
             with torch.inference_mode():
-                outs = generate(self.model, ids, budget, sampling.temperature, sampling.top_p,
-                                speculative=self.speculative, seed=batch[0][0].seed, stop_ids=self.tok.stop_ids)
+                params = SamplingParams(budget, sampling.temperature, sampling.top_p, tuple(self.tok.stop_ids))
+                outs = sample(self.model, ids, params, seed=batch[0][0].seed, speculative=self.speculative)
             self.generated += len(outs)
             k = 0
             for req, _ in batch:
@@ -214,7 +215,7 @@ class EndpointBackend(EvalBackend):
 
     def __init__(self, url: str, model: str = "default", concurrency: int = 16, timeout: float = 3600.0,
                  api_key_env: str = "OPENAI_API_KEY", max_retries: int = 4):
-        from mimo.data.llm_client import ChatClient
+        from mimo.infer.client import ChatClient
 
         self.client = ChatClient(url, model, api_key_env=api_key_env, timeout=timeout, max_retries=max_retries)
         self.url, self.model, self.concurrency = url, model, max(1, concurrency)
@@ -222,7 +223,7 @@ class EndpointBackend(EvalBackend):
     def describe(self) -> dict:
         return {"backend": self.name, "url": self.url, "model": self.model}
 
-    def _one(self, req: GenRequest, sampling: Sampling) -> list[Generation]:
+    def _one(self, req: EvalRequest, sampling: Sampling) -> list[Generation]:
         out: list[Generation] = []
         attempt = 0
         while len(out) < req.n:

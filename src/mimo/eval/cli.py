@@ -18,8 +18,10 @@ from pathlib import Path
 
 from mimo.config import F, save_yaml, stage_cli
 from mimo.errors import MimoError
-from mimo.eval.benchmarks import MIMO_BENCHMARKS, LoadOptions
-from mimo.eval.runner import EvalProtocol
+from mimo.eval import backends
+from mimo.eval.benchmarks import MIMO_BENCHMARKS, LoadOptions, load_benchmark
+from mimo.eval.runner import EvalProtocol, evaluate
+from mimo.model.io import load_model_dir, resolve_device
 from mimo.rewards.pool import PoolConfig
 
 BACKENDS = ("auto", "local", "vllm", "endpoint", "replay")
@@ -67,8 +69,6 @@ def resolve_backend(cfg: EvalConfig) -> str:
 
 
 def make_cli_backend(cfg: EvalConfig):
-    from mimo.eval import backends
-
     kind = resolve_backend(cfg)
     if kind == "replay":
         if not cfg.completions:
@@ -86,8 +86,6 @@ def make_cli_backend(cfg: EvalConfig):
                                     tensor_parallel_size=cfg.tensor_parallel_size, **cfg.vllm_args)
     if not Path(cfg.model).is_dir():
         raise MimoError(f"--model {cfg.model}: no such model directory")
-    from mimo.train.checkpoint import load_model_dir
-    from mimo.train.dist import resolve_device
 
     model, tok = load_model_dir(cfg.model, device=resolve_device(cfg.device))
     if tok is None:
@@ -97,9 +95,6 @@ def make_cli_backend(cfg: EvalConfig):
 
 
 def main(cfg: EvalConfig) -> dict:
-    from mimo.eval.benchmarks import load_benchmark
-    from mimo.eval.runner import evaluate
-
     if not cfg.benchmarks:
         raise MimoError("--benchmarks: name at least one benchmark")
     if cfg.data and Path(cfg.data).is_file() and len(cfg.benchmarks) > 1:

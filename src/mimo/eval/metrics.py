@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from mimo.rewards import passed
+
 
 def pass_at_k(n: int, c: int, k: int) -> float:
     """Unbiased estimate of the probability that at least one of ``k`` samples is correct, given ``c`` correct
@@ -82,5 +84,5 @@ def benchmark_metrics(scores: Sequence[Sequence[float]]) -> dict:
     n_min = min(len(s) for s in scored)
     curve = {}
     for k in range(1, n_min + 1):
-        curve[str(k)] = math.fsum(pass_at_k(len(s), sum(v >= 1.0 for v in s), k) for s in scored) / len(scored)
+        curve[str(k)] = math.fsum(pass_at_k(len(s), sum(passed(v) for v in s), k) for s in scored) / len(scored)
     return {"pass@1": mean, "stderr": stderr, "n_problems": len(scored), "n_samples": n_min, "pass@k": curve}

@@ -5,7 +5,7 @@ Files (``out/`` is the evaluation folder):
 * ``out/results.json`` -- ``{"<benchmark>": {"pass@1", "stderr", "n_problems", "n_samples", "pass@k": {"1": ...},
   ...}}``, merged with the benchmarks an earlier run in the same folder evaluated;
 * ``out/results.md`` -- one row per benchmark (pass@1 = avg@n in %, its standard error, pass@n, the published
-  MiMo-7B-RL number where DESIGN.md gives one);
+  MiMo-7B-RL number where the paper gives one, docs/design.md §1.7);
 * ``out/<benchmark>/pass_at_k.png`` -- the unbiased pass@k for k = 1..n (log-2 k axis), and ``out/pass_at_k.png``
   with every benchmark of the folder;
 * ``out/<benchmark>/problems.jsonl`` -- samples, correct samples and mean score per problem.

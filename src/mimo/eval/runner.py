@@ -32,15 +32,21 @@ from pathlib import Path
 
 from mimo.config import F
 from mimo.errors import MimoError
-from mimo.eval.backends import EvalBackend, GenRequest, LocalBackend, Sampling
+from mimo.eval import grading
+from mimo.eval.backends import EvalBackend, EvalRequest, LocalBackend, Sampling
 from mimo.eval.benchmarks import Benchmark, LoadOptions, load_benchmark
 from mimo.eval.metrics import benchmark_metrics
+from mimo.eval.report import write_benchmark_report, write_report
+from mimo.model.io import load_model_dir
+from mimo.rewards import passed
+from mimo.rewards.pool import RewardPool
 from mimo.utils.io import append_jsonl, iter_jsonl, write_json
+from mimo.utils.logging import format_seconds, progress
 
 
 @dataclasses.dataclass
 class EvalProtocol:
-    """How samples are drawn (defaults: MiMo's evaluation protocol, DESIGN.md section 1)."""
+    """How samples are drawn (defaults: MiMo's evaluation protocol, docs/design.md §1.7)."""
 
     temperature: float = F(0.6, "sampling temperature")
     top_p: float = F(0.95, "nucleus sampling mass")
@@ -88,11 +94,7 @@ class _Grader:
         self.pool, self.cfg, self.owned = pool, pool_cfg, False
 
     def submit(self, item, completion: str):
-        from mimo.eval import grading
-
         if self.pool is None and item.grader != "choice":
-            from mimo.rewards.pool import RewardPool
-
             self.pool, self.owned = RewardPool(self.cfg), True
         return grading.submit(self.pool, item.grader, completion, item.reference)
 
@@ -173,15 +175,15 @@ class _BenchmarkRun:
             self.target[it.id] = protocol.samples_of(bench) if fixed is None else fixed
         self.pending: dict[tuple[str, int], object] = {}
 
-    def requests(self) -> list[GenRequest]:
+    def requests(self) -> list[EvalRequest]:
         out = []
         for it in self.bench.items:
             missing = [s for s in range(self.target[it.id]) if (it.id, s) not in self.completions]
-            out += [GenRequest(self.bench.name, it.id, it.prompt, len(r), r[0], self.protocol.budget_of(self.bench),
+            out += [EvalRequest(self.bench.name, it.id, it.prompt, len(r), r[0], self.protocol.budget_of(self.bench),
                                sample_seed(self.protocol.seed, self.bench.name, it.id, r[0])) for r in _runs(missing)]
         return out
 
-    def add(self, req: GenRequest, gens: list, grader: _Grader) -> int:
+    def add(self, req: EvalRequest, gens: list, grader: _Grader) -> int:
         """Save a backend's samples at once, then send them to be graded."""
         gens = gens[:req.n]
         for j, g in enumerate(gens):
@@ -218,7 +220,7 @@ class _BenchmarkRun:
             s = [self.grades[(it.id, k)]["score"] for k in range(self.target[it.id]) if (it.id, k) in self.grades]
             if s and len(s) == self.target[it.id]:
                 scores.append(s)
-                per_problem.append({"problem_id": it.id, "n": len(s), "correct": sum(v >= 1.0 for v in s),
+                per_problem.append({"problem_id": it.id, "n": len(s), "correct": sum(passed(v) for v in s),
                                     "mean_score": sum(s) / len(s)})
         metrics = benchmark_metrics(scores)
         keys = [(p["problem_id"], k) for p in per_problem for k in range(p["n"])]
@@ -238,8 +240,6 @@ class _BenchmarkRun:
 def run_benchmark(backend: EvalBackend, bench: Benchmark, protocol: EvalProtocol, out_dir: Path, grader: _Grader,
                   overwrite: bool = False, show_progress: bool | None = None, plots: bool = True) -> dict:
     """Generate, grade and measure one benchmark (see the module docstring); returns its metrics."""
-    from mimo.eval.report import write_benchmark_report
-    from mimo.utils.logging import format_seconds, progress
 
     t0 = time.perf_counter()
     bdir = out_dir / bench.name
@@ -280,8 +280,6 @@ def make_backend(model_or_backend, tokenizer=None, batch_size: int = 32) -> Eval
     if isinstance(model_or_backend, tuple) and len(model_or_backend) == 2:
         model_or_backend, tokenizer = model_or_backend
     if isinstance(model_or_backend, (str, Path)):
-        from mimo.train.checkpoint import load_model_dir
-
         model, tok = load_model_dir(model_or_backend)
         return LocalBackend(model, tokenizer or tok, batch_size=batch_size, label=str(model_or_backend))
     return LocalBackend(model_or_backend, tokenizer, batch_size=batch_size)
@@ -298,7 +296,6 @@ def evaluate(model_or_backend, benchmarks: list, protocol: EvalProtocol | None =
     ``model_or_backend``: an :class:`~mimo.eval.backends.EvalBackend`, a ``(model, tokenizer)`` pair or a model
     directory.  ``pool``: a :class:`~mimo.rewards.pool.RewardPool` to grade with (one is started, and closed, when
     needed otherwise, from ``pool_cfg``)."""
-    from mimo.eval.report import write_report
 
     protocol = protocol or EvalProtocol()
     load = load or (protocol if isinstance(protocol, LoadOptions) else LoadOptions())

@@ -13,19 +13,18 @@ import time
 
 import torch
 
-from mimo.infer.engine import GenerationStats, generate
+from mimo.infer.decoding import GenerationStats
+from mimo.infer.engine import generate
+from mimo.tasks import ToyTaskSpec
 
 
-def heldout_prompts(tokenizer, n: int, toy=None, fmt: str = "chat") -> list[list[int]]:
+def heldout_prompts(tokenizer, n: int, tasks: ToyTaskSpec | None = None, seed: int = 0,
+                    fmt: str = "chat") -> list[list[int]]:
     """Token ids of ``n`` held-out toy math problems (never in any training split), asking for the worked steps:
     ``fmt="chat"`` -> a ChatML user turn (the model answers with a ``<think>`` trace), ``"text"`` ->
     ``Question: ...\\nAnswer:`` (the pretraining format)."""
-    from mimo.data.tasks.math import MathTaskGenerator
-    from mimo.data.toy import ToyCorpus
-
-    toy = toy or ToyCorpus()
-    gen = MathTaskGenerator(seed=toy.seed + 4242, min_steps=max(2, toy.min_steps), max_steps=toy.max_steps,
-                            max_digits=toy.max_digits)
+    tasks = tasks or ToyTaskSpec()
+    gen = tasks.math(seed + 4242, min_steps=max(2, tasks.min_steps))
     problems = gen.sample(n, "heldout")
     if fmt == "chat":
         return [tokenizer.chat_prompt(p.prompt_text()) for p in problems]

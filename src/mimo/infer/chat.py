@@ -49,7 +49,8 @@ def run(model, tok, cfg: ChatConfig, stdin=None, stdout=None, stderr=None) -> in
     """The REPL, on given streams (tests drive it with StringIO)."""
     import torch
 
-    from mimo.infer.engine import GenerationStats, generate
+    from mimo.infer.decoding import GenerationStats
+    from mimo.infer.engine import generate
 
     stdin, stdout, stderr = stdin or sys.stdin, stdout or sys.stdout, stderr or sys.stderr
     spec = cfg.speculative if cfg.speculative is not None else model.num_mtp_layers > 0

@@ -27,7 +27,8 @@ class GenerateConfig:
 def main(cfg: GenerateConfig) -> int:
     import torch
 
-    from mimo.infer.engine import GenerationStats, generate, load_for_inference
+    from mimo.infer.decoding import GenerationStats
+    from mimo.infer.engine import generate, load_for_inference
 
     if not cfg.model:
         raise MimoError("--model is required")

@@ -215,7 +215,8 @@ class ChatEngine:
         logprobs}`` (ids include a final stop token, as the engine returns it; the text does not).
         ``on_delta(index, text)`` receives text as it becomes final (held back while it could still be the
         start of a stop string)."""
-        from mimo.infer.engine import GenerationStats, generate
+        from mimo.infer.decoding import GenerationStats
+        from mimo.infer.engine import generate
 
         stops = set(self.tok.stop_ids) | set(req.stop_token_ids)
         n = req.n
@@ -282,7 +283,7 @@ class Handler(BaseHTTPRequestHandler):
 
     # -------------------------------------------------------------------------------- plumbing
     @property
-    def app(self) -> "Server":
+    def app(self) -> Server:
         return self.server  # type: ignore[return-value]
 
     def log_message(self, fmt, *args):

@@ -10,7 +10,7 @@ One round, for a sequence whose newest committed token is x_L (the main model ha
              sampling: rejection sampling (accept d with prob min(1, p(d)/q(d)); on the first rejection sample from
              norm(max(0, p - q)); after k acceptances sample the bonus token from p).  Both are lossless: the
              output has exactly the distribution of plain decoding (greedy: the same tokens).
-    rollback the main cache keeps the accepted slots and marks the rest invalid (holes, see engine.KVCache).
+    rollback the main cache keeps the accepted slots and marks the rest invalid (holes, see decoding.KVCache).
 
 MTP caches.  MTP layer i has its own one-layer KV cache whose entry at position t must hold what training showed
 it: ``(hidden_{i-1}(t), embed(x_{t+1+i}))`` with *real* tokens.  Entry t is real once x_{t+1+i} is committed, i.e.
@@ -35,15 +35,15 @@ from dataclasses import dataclass
 
 import torch
 
-from mimo.infer.engine import (
+from mimo.infer.decoding import (
     GenerationAborted,
     GenerationStats,
     KVCache,
-    _stop_set,
     forward_chunk,
     prefill,
     probs_from_logits,
     sample_logits,
+    stop_set,
 )
 
 # ---------------------------------------------------------------------------------------------- acceptance rules
@@ -239,7 +239,7 @@ def speculative_generate(model, input_ids: list[list[int]], max_new_tokens: int,
     k = n_layers if num_draft is None else int(num_draft)
     if not 1 <= k <= n_layers:
         raise ValueError(f"num_draft must be in [1, {n_layers}] (the model's MTP layers), got {num_draft}")
-    stops = _stop_set(stop_ids, model)
+    stops = stop_set(stop_ids, model)
     param = next(model.parameters())
     device, dtype = param.device, param.dtype
     generator = torch.Generator(device=device)

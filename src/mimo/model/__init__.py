@@ -1,21 +1,9 @@
-"""The MiMo model: configuration, ``MiMoForCausalLM`` with MTP layers, checkpoint I/O."""
+"""The MiMo model: configuration (:mod:`.config`), ``MiMoForCausalLM`` with MTP layers (:mod:`.modeling`), model
+directories and devices (:mod:`.io`), what vLLM/SGLang need beyond ``save_pretrained`` (:mod:`.hf_compat`)."""
 
 from mimo.model.config import MiMoConfig, ModelSpec
-from mimo.model.modeling import MiMoForCausalLM, MiMoMTPLayer, MiMoModel
+from mimo.model.io import load_model_dir, register, resolve_device, save_model_dir, unwrap
+from mimo.model.modeling import MiMoForCausalLM, MiMoModel, MiMoMTPLayer
 
-_REGISTERED = False
-
-
-def register() -> None:
-    """Register MiMoConfig / MiMoForCausalLM with transformers' Auto classes (idempotent)."""
-    global _REGISTERED
-    if _REGISTERED:
-        return
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    AutoConfig.register("mimo", MiMoConfig, exist_ok=True)
-    AutoModelForCausalLM.register(MiMoConfig, MiMoForCausalLM, exist_ok=True)
-    _REGISTERED = True
-
-
-__all__ = ["MiMoConfig", "ModelSpec", "MiMoForCausalLM", "MiMoModel", "MiMoMTPLayer", "register"]
+__all__ = ["MiMoConfig", "ModelSpec", "MiMoForCausalLM", "MiMoModel", "MiMoMTPLayer", "load_model_dir", "register",
+           "resolve_device", "save_model_dir", "unwrap"]

@@ -7,7 +7,7 @@ Parameter names match the released MiMo checkpoints exactly::
                           self_attn.{q,k,v,o}_proj, post_attention_layernorm, mlp.{gate,up,down}_proj,
                           final_layernorm}
 
-MTP layer i at position t (DESIGN.md section 1)::
+MTP layer i at position t (docs/design.md §1.1)::
 
     z = input_proj(cat([hidden_layernorm(h_t), token_layernorm(embed(x_{t+1+i}))]))   # hidden first, unlike DeepSeek-V3
     g = final_layernorm(DecoderBlock(z))        -> logits = lm_head(g) predict x_{t+2+i}

@@ -21,6 +21,16 @@ from __future__ import annotations
 import dataclasses
 
 LIGHT_IMPORT_ENV = "MIMO_LIGHT_IMPORT"
+PASS_REWARD = 1.0  # a response passes when its reward reaches this: a correct math answer, every code test passed
+
+
+def passed(reward: float) -> bool:
+    """Whether a reward counts as a pass (pass rates, pass@k, the easy pool, difficulty filtering).
+
+    >>> passed(1.0), passed(0.75)
+    (True, False)
+    """
+    return reward >= PASS_REWARD
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,8 +46,8 @@ class RewardResult:
         return {"score": self.score, "reason": self.reason, "verdicts": list(self.verdicts)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RewardResult":
+    def from_dict(cls, d: dict) -> RewardResult:
         return cls(float(d["score"]), str(d.get("reason", "")), tuple(d.get("verdicts") or ()))
 
 
-__all__ = ["RewardResult", "LIGHT_IMPORT_ENV"]
+__all__ = ["RewardResult", "LIGHT_IMPORT_ENV", "PASS_REWARD", "passed"]

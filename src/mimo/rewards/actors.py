@@ -1,7 +1,7 @@
 """The Ray backend of :class:`mimo.rewards.pool.RewardPool`: reward workers as Ray actors.
 
 At cluster scale the paper runs rewards on separate workers (Ray) and code rewards on dedicated machines.  Here each
-actor owns one local reward worker process (:class:`mimo.rewards.pool.LocalBackend` with one slot), so the
+actor owns one local reward worker process (:class:`mimo.rewards.local.ProcessBackend` with one slot), so the
 wall-clock kill and the sandbox work exactly as on one machine, while Ray places the actors (one CPU each) across
 the cluster.  Fault tolerance is Ray's: an actor that dies is restarted (``max_restarts=-1``) and the tasks it
 held are retried (``max_task_retries``), so a killed actor costs time, never a result.
@@ -20,17 +20,16 @@ from concurrent.futures import Future
 
 from mimo.errors import MimoError
 from mimo.rewards import LIGHT_IMPORT_ENV
+from mimo.rewards.local import ProcessBackend
+from mimo.rewards.sandbox import make_limits
 
 
 class RewardActor:
     """A Ray actor holding one reward worker process; ``score(task) -> reply dict``."""
 
     def __init__(self, cfg_dict: dict):
-        from mimo.rewards.pool import LocalBackend, PoolConfig
-        from mimo.rewards.sandbox import make_limits
-
-        cfg = PoolConfig(**{**cfg_dict, "limits": make_limits(**cfg_dict["limits"])})
-        self._local = LocalBackend(1, cfg)
+        self._local = ProcessBackend(1, cfg_dict["warm_math"], cfg_dict["math_timeout"], cfg_dict["max_retries"],
+                                     make_limits(**cfg_dict["limits"]))
 
     def score(self, task: dict) -> dict:
         return self._local.submit_task(task).result()

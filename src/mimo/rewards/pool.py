@@ -3,11 +3,9 @@
 The Seamless Rollout Engine scores each rollout the moment it finishes, on workers separate from generation, so
 rewards never stall the GPUs.  ``RewardPool`` is that service, with one interface over three backends:
 
-* ``"local"`` (default): one worker process per CPU (:mod:`mimo.rewards.worker`), each driven by a thread here
-  that enforces a wall clock per task.  A worker that runs past it (Math-Verify stuck in C code on
-  ``5^(5^(5^(5^5)))``) is killed and replaced and the item scores 0 with reason ``"timeout"``; a worker that dies
-  mid-task (OOM killer, a crash, a ``kill``) is replaced and the task retried (``max_retries``), then scored 0
-  with reason ``"worker_died"``.  Code tasks run in each worker's own long-lived sandbox session.
+* ``"local"`` (default): one worker process per CPU (:mod:`mimo.rewards.local`), each driven by a thread that
+  enforces a wall clock per task (a stuck worker is killed and the item scores 0 with reason ``"timeout"``; a
+  dead one is replaced and its task retried).  Code tasks run in each worker's own long-lived sandbox session.
 * ``"ray"``: the same workers inside Ray actors (:mod:`mimo.rewards.actors`), for a cluster; Ray restarts a dead
   actor and retries its tasks.
 * ``"http"``: a client of ``mimo judge serve`` (:mod:`mimo.rewards.server`), e.g. a dedicated code-judge machine.
@@ -23,26 +21,17 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
-import os
-import queue
-import selectors
-import signal
-import subprocess
-import sys
-import threading
-import time
 from concurrent.futures import Future
 
 from mimo.config import F
 from mimo.errors import MimoError
-from mimo.rewards import LIGHT_IMPORT_ENV, RewardResult
+from mimo.rewards import RewardResult
+from mimo.rewards.actors import RayBackend
+from mimo.rewards.local import ProcessBackend, default_workers
 from mimo.rewards.sandbox import JudgeLimits, make_limits
+from mimo.rewards.server import HttpBackend
 
 BACKENDS = ("local", "ray", "http")
-WORKER_START_TIMEOUT_S = 120.0  # importing sympy on a loaded machine
-
-
 @dataclasses.dataclass
 class PoolConfig:
     """How rewards are computed: where, how many at once, and the limits per item."""
@@ -56,162 +45,6 @@ class PoolConfig:
     ray_address: str | None = F(None, "Ray cluster to join (None: the running one, or a local one)")
     warm_math: bool = F(True, "import Math-Verify when a worker starts rather than on its first math item")
     limits: JudgeLimits = F(factory=JudgeLimits, help="code judge limits per test")
-
-
-def default_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
-
-
-def task_wall_s(task: dict, math_timeout: float, limits: JudgeLimits) -> float:
-    """The parent's wall clock for one task: the math limit, or the judge's own deadline plus slack."""
-    if task["kind"] in ("math", "gold"):
-        return math_timeout
-    reference = task.get("reference") or {}
-    lim = make_limits(**{**dataclasses.asdict(limits), **(reference.get("limits") or {})})
-    return lim.deadline_s(len(reference.get("tests") or ())) + 5.0
-
-
-class WorkerTimeout(Exception):
-    pass
-
-
-class WorkerDied(Exception):
-    pass
-
-
-class _Worker:
-    """One ``python -m mimo.rewards.worker`` process and its line protocol."""
-
-    def __init__(self, warm_math: bool):
-        env = {**os.environ, LIGHT_IMPORT_ENV: "1"}
-        argv = [sys.executable, "-m", "mimo.rewards.worker"] + (["--warm-math"] if warm_math else [])
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
-                                     start_new_session=True)
-        self._buf = bytearray()
-        self._ready = False
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def _read_line(self, deadline: float) -> dict:
-        fd = self.proc.stdout.fileno()
-        with selectors.DefaultSelector() as sel:
-            sel.register(fd, selectors.EVENT_READ)
-            while b"\n" not in self._buf:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise WorkerTimeout()
-                if sel.select(remaining):
-                    chunk = os.read(fd, 1 << 20)
-                    if not chunk:
-                        raise WorkerDied(f"worker {self.pid} exited with status {self.proc.poll()}")
-                    self._buf += chunk
-        line, _, rest = bytes(self._buf).partition(b"\n")
-        self._buf[:] = rest
-        return json.loads(line)
-
-    def call(self, task: dict, wall_s: float) -> dict:
-        if not self._ready:
-            self._read_line(time.monotonic() + WORKER_START_TIMEOUT_S)
-            self._ready = True
-        try:
-            self.proc.stdin.write(json.dumps(task).encode() + b"\n")
-            self.proc.stdin.flush()
-        except OSError as e:
-            raise WorkerDied(f"worker {self.pid}: {e}") from None
-        return self._read_line(time.monotonic() + wall_s)
-
-    def kill(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout):
-            try:
-                stream.close()
-            except OSError:
-                pass
-
-
-class LocalBackend:
-    """N worker processes, one driver thread each, fed from one queue."""
-
-    def __init__(self, workers: int, cfg: PoolConfig):
-        self.cfg = cfg
-        self._tasks: queue.Queue = queue.Queue()
-        self._pids: dict[int, int] = {}
-        self.stats = {"timeouts": 0, "restarts": 0, "retries": 0}
-        self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._drive, args=(slot,), daemon=True, name=f"reward-slot-{slot}")
-                         for slot in range(workers)]
-        for t in self._threads:
-            t.start()
-
-    def worker_pids(self) -> list[int]:
-        """Live worker process ids (for operators and for the tests that kill one)."""
-        with self._lock:
-            return list(self._pids.values())
-
-    def submit_task(self, task: dict) -> Future:
-        future: Future = Future()
-        self._tasks.put((task, future))
-        return future
-
-    def _drive(self, slot: int) -> None:
-        worker: _Worker | None = None
-        while True:
-            item = self._tasks.get()
-            if item is None:
-                break
-            task, future = item
-            if not future.set_running_or_notify_cancel():
-                continue
-            attempts = 0
-            while True:
-                if worker is None:
-                    worker = _Worker(self.cfg.warm_math)
-                    with self._lock:
-                        self._pids[slot] = worker.pid
-                try:
-                    reply = worker.call(task, task_wall_s(task, self.cfg.math_timeout, self.cfg.limits))
-                except WorkerTimeout:
-                    worker.kill()
-                    worker = None
-                    self._count("timeouts")
-                    future.set_result({"score": 0.0, "reason": "timeout", "verdicts": []})
-                    break
-                except WorkerDied:
-                    worker.kill()
-                    worker = None
-                    self._count("restarts")
-                    attempts += 1
-                    if attempts > self.cfg.max_retries:
-                        future.set_result({"score": 0.0, "reason": "worker_died", "verdicts": []})
-                        break
-                    self._count("retries")
-                    continue
-                except BaseException as e:  # noqa: BLE001 -- never leave a future pending
-                    future.set_exception(e)
-                    break
-                future.set_result(reply)
-                break
-        if worker is not None:
-            worker.kill()
-
-    def _count(self, key: str) -> None:
-        with self._lock:
-            self.stats[key] += 1
-
-    def close(self) -> None:
-        for _ in self._threads:
-            self._tasks.put(None)
-        for t in self._threads:
-            t.join()
 
 
 class RewardPool:
@@ -229,14 +62,10 @@ class RewardPool:
         self.workers = cfg.workers or default_workers()
         self._ids = itertools.count()
         if cfg.backend == "local":
-            self.backend = LocalBackend(self.workers, cfg)
+            self.backend = ProcessBackend(self.workers, cfg.warm_math, cfg.math_timeout, cfg.max_retries, cfg.limits)
         elif cfg.backend == "ray":
-            from mimo.rewards.actors import RayBackend
-
             self.backend = RayBackend(self.workers, cfg)
         else:
-            from mimo.rewards.server import HttpBackend
-
             self.backend = HttpBackend(cfg.url, self.workers)
 
     def submit(self, kind: str, completion: str, reference) -> Future:
@@ -268,7 +97,7 @@ class RewardPool:
     def close(self) -> None:
         self.backend.close()
 
-    def __enter__(self) -> "RewardPool":
+    def __enter__(self) -> RewardPool:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -53,7 +53,7 @@ class RewardServer:
     def serve_forever(self) -> None:
         self.httpd.serve_forever(poll_interval=0.2)
 
-    def start(self) -> "RewardServer":
+    def start(self) -> RewardServer:
         """Serve on a background thread (tests, notebooks); :meth:`close` stops it."""
         self._thread = threading.Thread(target=self.serve_forever, daemon=True, name="reward-server")
         self._thread.start()
@@ -173,10 +173,3 @@ class HttpBackend:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
-
-
-def cli(argv: list[str]) -> int:
-    """``mimo judge serve|run``: the code judge's commands (implemented in :mod:`mimo.rewards.cli`)."""
-    from mimo.rewards.cli import judge_cli
-
-    return judge_cli(argv)

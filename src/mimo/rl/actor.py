@@ -17,6 +17,7 @@ import torch
 
 from mimo.config import F
 from mimo.rl.loss import group_advantages, policy_loss
+from mimo.train.loop import accumulate_step
 
 
 @dataclasses.dataclass
@@ -57,7 +58,6 @@ class ActorConfig:
     kl_coef: float = F(0.0, "KL penalty against the initial policy (MiMo: none)")
     grad_clip: float = F(1.0, "gradient-norm clip")
     weight_decay: float = F(0.0, "AdamW weight decay")
-    temperature: float = F(1.0, "rollout temperature (log-probs are computed at the same temperature)")
 
 
 def pad_batch(samples: Sequence[Sample], pad_id: int, device="cpu") -> dict[str, torch.Tensor]:
@@ -90,10 +90,15 @@ def token_logprobs(model, input_ids: torch.Tensor, temperature: float = 1.0,
     return logp, entropy
 
 
-def update_policy(model, optimizer, groups: Sequence[Group], cfg: ActorConfig, pad_id: int, seed: int = 0,
-                  ref_model=None) -> dict:
+def update_policy(model, optimizer, groups: Sequence[Group], cfg: ActorConfig, pad_id: int, temperature: float,
+                  seed: int = 0, ref_model=None) -> dict:
     """Train on ``groups``: advantages per group, then ``epochs`` x mini-batch optimizer steps.  Returns the mean
-    of the per-step metrics (loss, clip fractions, approx KL, entropy, grad norm) and ``updates``."""
+    of the per-step metrics (loss, clip fractions, approx KL, entropy, grad norm) and ``updates``.
+
+    ``temperature`` must be the rollout's: the importance ratio compares log-probs under the same
+    ``softmax(logits / temperature)`` the samples were drawn from (``mimo rl`` passes ``rollout.temperature``).
+    Each mini-batch is one :func:`mimo.train.loop.accumulate_step` (the optimizer step every stage takes); the
+    micro-batch losses are already shares of the mini-batch's token total, so they are summed with weight 1."""
     device = next(model.parameters()).device
     for g in optimizer.param_groups:
         g["lr"] = cfg.lr
@@ -110,29 +115,25 @@ def update_policy(model, optimizer, groups: Sequence[Group], cfg: ActorConfig, p
             chosen = set(order[start:start + cfg.mini_batch_groups])
             mb = [(s, a) for gi, s, a in items if gi in chosen]
             num_tokens = float(sum(len(s.response_ids) for s, _ in mb))
-            optimizer.zero_grad(set_to_none=True)
-            step_metrics: dict[str, float] = {}
-            for m0 in range(0, len(mb), cfg.micro_batch_size):
-                micro = mb[m0:m0 + cfg.micro_batch_size]
+
+            def micro_loss(model, micro, num_tokens=num_tokens):
                 batch = pad_batch([s for s, _ in micro], pad_id, device)
-                logp, ent = token_logprobs(model, batch["input_ids"], cfg.temperature, with_entropy=True)
+                logp, ent = token_logprobs(model, batch["input_ids"], temperature, with_entropy=True)
                 ref = None
                 if ref_model is not None:
                     with torch.no_grad():
-                        ref, _ = token_logprobs(ref_model, batch["input_ids"], cfg.temperature)
+                        ref, _ = token_logprobs(ref_model, batch["input_ids"], temperature)
                 loss, metrics = policy_loss(
                     logp, batch["old_logprobs"], torch.tensor([a for _, a in micro], device=device), batch["mask"],
                     eps_low=cfg.eps_low, eps_high=cfg.eps_high, kl_coef=cfg.kl_coef, ref_logprobs=ref,
                     entropy=ent, num_tokens=num_tokens)
-                loss.backward()
                 share = float(batch["mask"].sum()) / max(num_tokens, 1.0)
-                for k, v in metrics.items():
-                    # pg_loss is already a share of the mini-batch total; the rest are per-micro means
-                    step_metrics[k] = step_metrics.get(k, 0.0) + float(v) * (1.0 if k == "pg_loss" else share)
-            params = [p for g in optimizer.param_groups for p in g["params"]]
-            norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
-            optimizer.step()
-            step_metrics["grad_norm"] = float(norm)
+                # pg_loss is already a share of the mini-batch total; the rest are per-micro means
+                return loss, {k: float(v) * (1.0 if k == "pg_loss" else share) for k, v in metrics.items()}
+
+            micros = [mb[m0:m0 + cfg.micro_batch_size] for m0 in range(0, len(mb), cfg.micro_batch_size)]
+            step_metrics = accumulate_step(model, optimizer, micros, micro_loss, cfg.grad_clip,
+                                           weights=[1.0] * len(micros))
             for k, v in step_metrics.items():
                 totals[k] = totals.get(k, 0.0) + v
             updates += 1

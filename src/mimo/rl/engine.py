@@ -15,7 +15,7 @@ so a run is reproducible bit for bit; the price is a little head-of-line waiting
 
 Measured per step (definitions as in :mod:`mimo.rl.simulator`): rollout time (``begin_step`` to ``Train``),
 worker utilisation -> ``idle_ratio``, tokens of selected / surplus / filtered / aborted groups -> ``waste_ratio``,
-valid and wasted groups, reward time.
+informative and wasted groups, reward time.
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ import time
 from collections import deque
 from typing import Any
 
+from mimo.infer.decoding import SamplingParams
+from mimo.rl.accounting import bucket, idle_ratio, token_counts, waste_ratio
 from mimo.rl.actor import Group, Sample
-from mimo.rl.rollout import Aborted, GenParams, RolloutBackend, RolloutDone, RolloutRequest
+from mimo.rl.rollout import Aborted, RolloutBackend, RolloutDone, RolloutRequest
 from mimo.rl.scheduler import Abort, EvalDone, Launch, Scheduler, Score, Train
 
 
@@ -97,27 +99,24 @@ class StepStats:
     rollout_s: float = 0.0
     busy_s: float = 0.0  # worker-seconds generating inside the rollout window, / num_workers
     reward_s: float = 0.0
-    tokens: dict[str, int] = dataclasses.field(default_factory=lambda: dict.fromkeys(
-        ("selected", "surplus", "filtered", "aborted"), 0))
+    tokens: dict[str, int] = dataclasses.field(default_factory=token_counts)
     launched: int = 0
     aborted: int = 0
-    valid_groups: int = 0
+    informative_groups: int = 0
     scored_groups: int = 0
 
     @property
     def idle_ratio(self) -> float:
-        return 1.0 - self.busy_s / self.rollout_s if self.rollout_s > 0 else 0.0
+        return idle_ratio(self.busy_s, self.rollout_s)
 
     @property
     def waste_ratio(self) -> float:
-        t = self.tokens
-        wasted = t["surplus"] + t["aborted"]
-        return wasted / max(wasted + t["selected"], 1)
+        return waste_ratio(self.tokens)
 
     def as_metrics(self) -> dict[str, float]:
         return {"rollout_s": self.rollout_s, "reward_s": self.reward_s, "idle_ratio": self.idle_ratio,
                 "waste_ratio": self.waste_ratio, "launched_groups": self.launched, "aborted_groups": self.aborted,
-                "valid_groups": self.valid_groups, "scored_groups": self.scored_groups,
+                "informative_groups": self.informative_groups, "scored_groups": self.scored_groups,
                 **{f"tokens_{k}": v for k, v in self.tokens.items()}}
 
 
@@ -125,7 +124,8 @@ class RolloutEngine:
     """Runs training steps and validations through the scheduler (see the module docstring)."""
 
     def __init__(self, scheduler: Scheduler, backend: RolloutBackend, reward_pool, problems: dict[str, RLProblem],
-                 decode, params: GenParams, seed: int = 0, deterministic: bool = True, code_scheme: str = "strict"):
+                 decode, params: SamplingParams, seed: int = 0, deterministic: bool = True,
+                 code_scheme: str = "strict"):
         self.sched, self.backend = scheduler, backend
         self.problems, self.decode, self.params = problems, decode, params
         self.seed, self.deterministic = seed, deterministic
@@ -137,7 +137,7 @@ class RolloutEngine:
         self.launched: deque[int] = deque()  # launched tasks whose rollout event is not yet released
         self.score_order: deque[int] = deque()  # submitted scores not yet released
         self.arrived: dict[tuple[str, int], Any] = {}
-        self.eval_params: GenParams | None = None
+        self.eval_params: SamplingParams | None = None
 
     # ------------------------------------------------------------------------------------------------ events
 
@@ -158,7 +158,7 @@ class RolloutEngine:
             ev = self.events.get()
             self.arrived[("reward" if isinstance(ev, RewardDone) else "rollout", ev.task_id)] = ev
 
-    def _execute(self, actions: list, stats: StepStats, params: GenParams):
+    def _execute(self, actions: list, stats: StepStats, params: SamplingParams):
         """Carry out actions until Train/EvalDone; returns that final action."""
         todo = deque(actions)
         while True:
@@ -230,12 +230,10 @@ class RolloutEngine:
         groups = []
         for t in step_tasks:
             tokens = self.intervals.get(t.id, (0, 0, 0))[2]
-            if t.id in selected:
-                stats.tokens["selected"] += tokens
-            elif t.state == "dropped":
-                stats.tokens["surplus" if t.valid else "filtered"] += tokens
-            if t.valid:
-                stats.valid_groups += 1
+            if t.id in selected or t.state == "dropped":  # aborted tokens are counted as the aborts arrive
+                stats.tokens[bucket(t.id in selected, False, t.informative)] += tokens
+            if t.informative:
+                stats.informative_groups += 1
         for i in final.task_ids:
             t = self.sched.tasks[i]
             groups.append(Group(str(t.problem_id), self.samples[i], kind=self.problems[t.problem_id].kind))
@@ -248,7 +246,7 @@ class RolloutEngine:
             self.backend.sync_weights(model)
         self.sched.end_step()
 
-    def validate(self, problem_ids: list[str], num_samples: int, params: GenParams) -> tuple[dict, StepStats]:
+    def validate(self, problem_ids: list[str], num_samples: int, params: SamplingParams) -> tuple[dict, StepStats]:
         """Every prompt rolled out ``num_samples`` times through the same engine; returns ``{problem id: [samples
         with rewards]}`` and the timing stats (Table 3)."""
         stats = StepStats()

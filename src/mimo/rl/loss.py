@@ -1,6 +1,6 @@
 """The MiMo GRPO objective: group-normalised advantages and a clipped, token-level policy-gradient loss.
 
-The recipe (DESIGN.md §1 "RL algorithm", arXiv 2505.07608 §4) is GRPO with four changes, all here:
+The recipe (docs/design.md §1.5, arXiv 2505.07608 §4) is GRPO with four changes, all here:
 
 * **Group-normalised advantage** ``A_i = (r_i - mean(r)) / std(r)`` over the ``n`` responses of one prompt, the
   same value on every token of response ``i``.

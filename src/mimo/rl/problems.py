@@ -13,6 +13,8 @@ from pathlib import Path
 from mimo.config import F
 from mimo.errors import MimoError
 from mimo.rl.engine import RLProblem
+from mimo.tasks import HELDOUT_SEED, ToyTaskSpec
+from mimo.tasks.spec import harder
 from mimo.utils.io import iter_jsonl
 
 
@@ -22,15 +24,11 @@ class ToyRL:
 
     seed: int = F(7, "generator seed for training problems")
     math_problems: int = F(2000, "training math problems")
-    min_steps: int = F(1, "fewest arithmetic steps")
-    max_steps: int = F(4, "most arithmetic steps (harder than SFT's, to leave RL headroom)")
-    max_digits: int = F(1, "operand digits")
     code_problems: int = F(0, "training code problems")
-    code_families: str = F("piecewise,string", "code task families")
-    max_pieces: int = F(2, "most pieces / string operations per code problem")
+    tasks: ToyTaskSpec = F(factory=harder, help="difficulty (math harder than SFT's, to leave RL headroom)")
     heldout_math: int = F(200, "held-out math problems for validation")
     heldout_code: int = F(0, "held-out code problems for validation")
-    heldout_seed: int = F(12345, "seed of the held-out problems (their split is disjoint by construction)")
+    heldout_seed: int = F(HELDOUT_SEED, "seed of the held-out problems (their split is disjoint by construction)")
 
 
 def _prompt(tok, text: str) -> tuple[int, ...]:
@@ -38,21 +36,17 @@ def _prompt(tok, text: str) -> tuple[int, ...]:
 
 
 def toy_problems(spec: ToyRL, tok, split: str) -> list[RLProblem]:
-    from mimo.data.tasks import MathTaskGenerator
-    from mimo.data.tasks.code import CodeTaskGenerator
-
     train = split == "train"
     seed = spec.seed if train else spec.heldout_seed
     n_math = spec.math_problems if train else spec.heldout_math
     n_code = spec.code_problems if train else spec.heldout_code
     out: list[RLProblem] = []
     if n_math:
-        gen = MathTaskGenerator(seed=seed, min_steps=spec.min_steps, max_steps=spec.max_steps,
-                                max_digits=spec.max_digits)
+        gen = spec.tasks.math(seed)
         out += [RLProblem(p.id, "math", _prompt(tok, p.prompt_text()), p.answer, p.prompt_text())
                 for p in gen.sample(n_math, split)]
     if n_code:
-        gen = CodeTaskGenerator(seed=seed, max_pieces=spec.max_pieces, families=spec.code_families)
+        gen = spec.tasks.code(seed)
         out += [RLProblem(p.id, "code", _prompt(tok, p.prompt_text()),
                           {"tests": list(p.tests), "fn_name": p.fn_name, "levels": None}, p.prompt_text())
                 for p in gen.sample(n_code, split)]

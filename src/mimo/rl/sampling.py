@@ -1,12 +1,12 @@
 """What to roll out and what to keep: dynamic sampling, the easy-data pool and per-problem pass-rate statistics.
 
-MiMo's RL (DESIGN.md §1 "RL algorithm", paper §4.2-4.3) adds two data mechanisms to GRPO:
+MiMo's RL (docs/design.md §1.5, paper §4.2-4.3) adds two data mechanisms to GRPO:
 
 * **Dynamic sampling** (DAPO): a group whose responses all pass or all fail has zero advantage everywhere, so it
   adds nothing but noise to the token count; such groups are dropped and more prompts are rolled out so that the
   training batch keeps its size.  :func:`is_informative` is the filter.  The over-sampling itself -- *when* to
   launch more prompts -- is the rollout scheduler's job (``mimo.rl.scheduler``); it predicts from
-  :class:`ValidRate`, the running fraction of informative groups.
+  :class:`InformativeRate`, the running fraction of informative groups.
 * **Easy-data re-sampling**: late in training many problems reach pass rate 1 and dynamic sampling would drop
   them all the time; MiMo moves them into an *easy pool* and draws each prompt from that pool with probability
   ``alpha = 0.1``, which stabilises the policy on what it already solves.  :class:`ProblemSampler` does both the
@@ -17,7 +17,7 @@ Choices the paper leaves open, and ours:
 * "Pass rate 0 or 1" is generalised to "all rewards equal" (``max - min <= tol``).  For the binary math reward
   the two are identical; for the soft test-difficulty code reward, a group with equal partial scores also has zero
   advantage, so it is dropped too, and a group with different partial scores is kept even if none fully passes.
-* A response *passes* when its reward is ``>= pass_threshold`` (1.0: a correct math answer, all code tests passed).
+* A response *passes* when its reward is ``>= pass_threshold`` (default :data:`mimo.rewards.PASS_REWARD`).
 * An easy-pool problem that fails at least once when drawn again **returns to the main pool** (it is informative
   again); the paper only says how problems enter the pool.
 * The main pool is drawn without replacement in seeded epochs (a fresh permutation per epoch, from the seed and
@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mimo.errors import MimoError
+from mimo.rewards import PASS_REWARD
 
 
 def is_informative(rewards: Sequence[float], tol: float = 1e-9) -> bool:
@@ -49,18 +50,7 @@ def is_informative(rewards: Sequence[float], tol: float = 1e-9) -> bool:
     return max(rewards) - min(rewards) > tol
 
 
-def pass_rate(rewards: Sequence[float], threshold: float = 1.0) -> float:
-    """Fraction of responses whose reward reaches ``threshold``.
-
-    >>> pass_rate([1.0, 0.0, 1.0, 0.5])
-    0.5
-    """
-    if len(rewards) == 0:
-        return 0.0
-    return sum(1 for r in rewards if r >= threshold) / len(rewards)
-
-
-class ValidRate:
+class InformativeRate:
     """Running estimate of the fraction of informative groups, for predicting how many running tasks will count.
 
     An exponentially decayed count (``horizon`` groups) plus ``prior_weight`` pseudo-observations at ``prior``, so
@@ -69,24 +59,24 @@ class ValidRate:
 
     def __init__(self, prior: float = 0.5, prior_weight: float = 8.0, horizon: float = 1024.0):
         if not 0.0 <= prior <= 1.0 or prior_weight < 0 or horizon < 1:
-            raise ValueError(f"bad ValidRate(prior={prior}, prior_weight={prior_weight}, horizon={horizon})")
+            raise ValueError(f"bad InformativeRate(prior={prior}, prior_weight={prior_weight}, horizon={horizon})")
         self.prior, self.prior_weight, self.decay = prior, prior_weight, 1.0 - 1.0 / horizon
-        self.valid = 0.0
+        self.informative = 0.0
         self.total = 0.0
 
-    def update(self, valid: bool) -> None:
-        self.valid = self.valid * self.decay + float(valid)
+    def update(self, informative: bool) -> None:
+        self.informative = self.informative * self.decay + float(informative)
         self.total = self.total * self.decay + 1.0
 
     @property
     def value(self) -> float:
-        return (self.valid + self.prior * self.prior_weight) / (self.total + self.prior_weight)
+        return (self.informative + self.prior * self.prior_weight) / (self.total + self.prior_weight)
 
     def state_dict(self) -> dict:
-        return {"valid": self.valid, "total": self.total}
+        return {"informative": self.informative, "total": self.total}
 
     def load_state_dict(self, state: dict) -> None:
-        self.valid, self.total = float(state["valid"]), float(state["total"])
+        self.informative, self.total = float(state["informative"]), float(state["total"])
 
 
 @dataclass
@@ -111,7 +101,7 @@ class ProblemSampler:
     """
 
     def __init__(self, problem_ids: Sequence[Hashable], *, alpha: float = 0.1, seed: int = 0,
-                 pass_threshold: float = 1.0):
+                 pass_threshold: float = PASS_REWARD):
         if len(problem_ids) == 0:
             raise MimoError("ProblemSampler: no problems to sample from")
         if len(set(problem_ids)) != len(problem_ids):

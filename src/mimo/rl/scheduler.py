@@ -1,6 +1,6 @@
 """The Seamless Rollout Engine's scheduler, as pure logic: events in, decisions out.
 
-MiMo's rollout engine (DESIGN.md §1 "Seamless Rollout Engine", paper §4.4) removes the GPU idle time that
+MiMo's rollout engine (docs/design.md §1.6, paper §4.4) removes the GPU idle time that
 synchronous GRPO with dynamic sampling wastes: long-tail responses hold a whole round back, rewards wait for the
 last response, and extra rounds repeat both.  This module decides *what* happens; it never waits, sleeps, reads a
 clock or touches a worker.  The same object drives the trace-driven simulator (``mimo.rl.simulator``, virtual
@@ -59,7 +59,7 @@ launched task ends in exactly one of selected / dropped (scored, not selected) /
 Choices the paper leaves open, and ours:
 
 * The launch test is ``informative_so_far + rate * in_flight < margin * B`` with ``rate`` the running
-  informative-group fraction (:class:`~mimo.rl.sampling.ValidRate`).  ``margin = 1`` is the paper's "predicted not
+  informative-group fraction (:class:`~mimo.rl.sampling.InformativeRate`).  ``margin = 1`` is the paper's "predicted not
   to fill", in expectation; it is the default of the rows without early termination, where every launched task
   must finish.  With early termination surplus tasks are aborted (FIFO), so over-launching costs only their partial
   tokens while it keeps the GPUs busy through the long tail: the default there is ``margin = 1.5``.  The paper's own
@@ -87,7 +87,7 @@ from typing import Any
 
 from mimo.config import F
 from mimo.errors import ConfigError, MimoError
-from mimo.rl.sampling import ProblemSampler, ValidRate, is_informative
+from mimo.rl.sampling import InformativeRate, ProblemSampler, is_informative
 
 MODES = ("no_dynamic_sampling", "naive_dynamic_sampling", "continuous_rollout", "async_reward", "early_termination")
 
@@ -101,8 +101,8 @@ class SchedulerConfig:
     group_size: int = F(16, "responses per prompt, n")
     max_active_tasks: int = F(1024, "rollout concurrency limit: tasks (groups) holding a rollout slot at once")
     round_size: int = F(0, "prompts per synchronous round in the round-based modes (0: batch_size)")
-    valid_prior: float = F(0.5, "prior of the informative-group fraction used to predict before any reward")
-    valid_horizon: float = F(2048.0, "groups over which the running informative fraction decays")
+    informative_prior: float = F(0.5, "prior of the informative-group fraction used to predict before any reward")
+    informative_horizon: float = F(2048.0, "groups over which the running informative fraction decays")
     launch_margin: float = F(0.0, "continuous modes launch while predicted informative groups < launch_margin * B; "
                                    "0 = auto: 1.5 with early termination (surplus tasks are aborted, FIFO), 1.0 "
                                    "without (the paper's literal rule: every launched task must finish)")
@@ -151,7 +151,8 @@ class SchedulerConfig:
         return self.mode == "early_termination"
 
     @property
-    def rounds(self) -> int:
+    def prompts_per_round(self) -> int:
+        """Prompts launched per round of the round-based modes."""
         return self.round_size or self.batch_size
 
 
@@ -210,7 +211,7 @@ class Task:
     launch_step: int = -1  # the step it was launched in (differs from ``step`` once carried over)
     state: str = RUNNING
     holds_slot: bool = True
-    valid: bool | None = None
+    informative: bool | None = None
     rewards: list[float] | None = None
 
 
@@ -220,7 +221,7 @@ class Scheduler:
     def __init__(self, cfg: SchedulerConfig, sampler: ProblemSampler):
         self.cfg = cfg
         self.sampler = sampler
-        self.rate = ValidRate(prior=cfg.valid_prior, horizon=cfg.valid_horizon)
+        self.rate = InformativeRate(prior=cfg.informative_prior, horizon=cfg.informative_horizon)
         self.step = 0
         self.phase = "idle"  # idle | rollout | training | eval
         self.next_id = 0
@@ -251,7 +252,7 @@ class Scheduler:
             self.current.append(t.id)
             if t.state in IN_FLIGHT:
                 self.flight.append(t.id)
-            if t.state == SCORED and t.valid and kind == "train" and self.cfg.dynamic:
+            if t.state == SCORED and t.informative and kind == "train" and self.cfg.dynamic:
                 self.informative.append(t.id)
             if t.round == self.round:
                 self.round_ids.append(t.id)
@@ -281,7 +282,7 @@ class Scheduler:
         self._prune()
         self.phase = "rollout"
         self.filled, self.cut, self.round = False, None, 0
-        self.round_left = 0 if self.cfg.continuous else self.cfg.rounds
+        self.round_left = 0 if self.cfg.continuous else self.cfg.prompts_per_round
         self._rebuild_indexes()  # tasks carried over from the last step are this step's oldest
         return self._after_continuous_reward() if self.cfg.continuous else self._launch_more()
 
@@ -302,7 +303,7 @@ class Scheduler:
         self.eval_queue = list(reversed(problem_ids))
         self.eval_samples = num_samples or self.cfg.group_size
         self.round = 0
-        self.round_left = 0 if self.cfg.continuous else min(self.cfg.rounds, len(self.eval_queue))
+        self.round_left = 0 if self.cfg.continuous else min(self.cfg.prompts_per_round, len(self.eval_queue))
         return self._launch_more()
 
     def _expect_phase(self, phase: str, what: str) -> None:
@@ -340,7 +341,7 @@ class Scheduler:
         if len(rewards) != t.num_samples:
             raise MimoError(f"task {task_id}: expected {t.num_samples} rewards, got {len(rewards)}")
         t.rewards = [float(r) for r in rewards]
-        t.valid = is_informative(t.rewards)
+        t.informative = is_informative(t.rewards)
         t.state = SCORED
         self._release(t)
         if t.kind == "eval":
@@ -348,11 +349,11 @@ class Scheduler:
             return self._after_eval_reward()
         self.sampler.record(t.problem_id, t.rewards)
         if self.cfg.dynamic:
-            self.rate.update(t.valid)
+            self.rate.update(t.informative)
         if t.step != self.step or self.phase != "rollout":  # a carried task, between steps: counted at begin_step
             return []
         self._leave_flight(t)
-        if self.cfg.dynamic and t.valid:
+        if self.cfg.dynamic and t.informative:
             bisect.insort(self.informative, t.id)
         if not self.cfg.continuous:
             return self._after_round_reward()
@@ -454,7 +455,7 @@ class Scheduler:
             return [self._select(self.current)]
         if len(self.informative) >= self.cfg.batch_size:
             return [self._select(self.informative[: self.cfg.batch_size])]
-        return self._next_round(self.cfg.rounds)
+        return self._next_round(self.cfg.prompts_per_round)
 
     # ------------------------------------------------------------------------------------- continuous modes
 
@@ -504,7 +505,7 @@ class Scheduler:
             if self.cfg.continuous:
                 return self._launch_more()
             if self.round_left == 0:  # the synchronous round is fully scored: next one
-                return self._next_round(min(self.cfg.rounds, len(self.eval_queue)))
+                return self._next_round(min(self.cfg.prompts_per_round, len(self.eval_queue)))
             return self._launch_more()
         for i in self.current:
             self.tasks[i].state = SELECTED

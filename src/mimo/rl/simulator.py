@@ -62,9 +62,22 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mimo.config import F
+from mimo.rl.accounting import BUCKETS, bucket, idle_ratio, token_counts, waste_ratio
 from mimo.rl.sampling import ProblemSampler
-from mimo.rl.scheduler import (ABORTED, ABORTING, DROPPED, MODES, SELECTED, Abort, EvalDone, Launch, Scheduler,
-                               SchedulerConfig, Score, Train)
+from mimo.rl.scheduler import (
+    ABORTED,
+    ABORTING,
+    DROPPED,
+    MODES,
+    SELECTED,
+    Abort,
+    EvalDone,
+    Launch,
+    Scheduler,
+    SchedulerConfig,
+    Score,
+    Train,
+)
 
 
 @dataclass
@@ -117,7 +130,7 @@ class StepRecord:
     busy_s: float  # integral of utilisation over the rollout time
     tokens: dict[str, float]  # selected / surplus / filtered / aborted
     outcome: dict[int, str]  # task id -> final state
-    valid: dict[int, bool]
+    informative: dict[int, bool]
     train_ids: tuple[int, ...] = ()
 
 
@@ -327,21 +340,16 @@ class Simulator:
         self._timer(self.system.train_s, "train_done")
 
     def _record(self, tasks, train_ids: tuple[int, ...] = ()) -> StepRecord:
-        tokens = {"selected": 0.0, "surplus": 0.0, "filtered": 0.0, "aborted": 0.0}
-        outcome, valid = {}, {}
+        tokens = token_counts(0.0)
+        outcome, informative = {}, {}
         for t in tasks:
             if t.step != self.sched.step:  # carried over: recorded with the step it ends in
                 continue
             sim = self.tasks[t.id]
             state = ABORTED if t.state == ABORTING else t.state
-            outcome[t.id], valid[t.id] = state, bool(t.valid)
-            if state == SELECTED:
-                tokens["selected"] += sim.tokens
-            elif state == ABORTED:
-                tokens["aborted"] += sim.tokens
-            else:
-                tokens["surplus" if t.valid else "filtered"] += sim.tokens
-        return StepRecord(self.t - self.phase_start, self.busy, tokens, outcome, valid, tuple(train_ids))
+            outcome[t.id], informative[t.id] = state, bool(t.informative)
+            tokens[bucket(state == SELECTED, state == ABORTED, bool(t.informative))] += sim.tokens
+        return StepRecord(self.t - self.phase_start, self.busy, tokens, outcome, informative, tuple(train_ids))
 
     # ------------------------------------------------------------------------------------------ invariants
 
@@ -358,7 +366,7 @@ class Simulator:
             assert max(a.task_ids) < min(aborted), "FIFO: a selected task was launched after an aborted one"
         assert all(s in (SELECTED, DROPPED, ABORTED) for s in rec.outcome.values()), "task left unfinished"
         if self.cfg.dynamic:
-            assert all(rec.valid[i] for i in a.task_ids), "an uninformative group was selected"
+            assert all(rec.informative[i] for i in a.task_ids), "an uninformative group was selected"
 
 
 def trace_stats(cfg: TraceConfig, num_tasks: int = 2000, group_size: int = 16) -> dict:
@@ -406,22 +414,22 @@ def summarize(mode: str, records: list[StepRecord], train_s: float, dynamic: boo
     n = len(records)
     rollout = sum(r.rollout_s for r in records)
     busy = sum(r.busy_s for r in records)
-    tok = {k: sum(r.tokens[k] for r in records) for k in ("selected", "surplus", "filtered", "aborted")}
+    tok = {k: sum(r.tokens[k] for r in records) for k in BUCKETS}
     wasted = tok["surplus"] + tok["aborted"]
     outcomes = [s for r in records for s in r.outcome.values()]
-    valid = [v for r in records for i, v in r.valid.items() if r.outcome[i] != ABORTED]
+    informative = [v for r in records for i, v in r.informative.items() if r.outcome[i] != ABORTED]
     return ModeMetrics(
         mode=mode,
         steps=n,
         rollout_s=rollout / n,
         step_s=rollout / n + train_s,
-        idle_ratio=1.0 - busy / rollout,
+        idle_ratio=idle_ratio(busy, rollout),
         idle_s=(rollout - busy) / n,
-        waste_ratio=wasted / (wasted + tok["selected"]) if dynamic else None,
+        waste_ratio=waste_ratio(tok) if dynamic else None,
         waste_all_tokens=wasted / sum(tok.values()),
         tasks_per_step=len(outcomes) / n,
         extra={"aborted_per_step": outcomes.count(ABORTED) / n,
-               "informative_frac": sum(valid) / max(len(valid), 1)},
+               "informative_frac": sum(informative) / max(len(informative), 1)},
     )
 
 

@@ -9,7 +9,7 @@ rollout workers.  Validation runs through the same engine.  Checkpoints hold the
 (sampler, easy pool, pass-rate statistics) and RNG, written atomically between steps: ``--resume true`` after a
 ``kill -9`` repeats and loses no step.
 
-Logged per step: reward, pass rate, response length, entropy, clip fraction, approx KL, valid / wasted samples,
+Logged per step: reward, pass rate, response length, entropy, clip fraction, approx KL, informative / wasted groups,
 worker idle ratio, waste ratio, easy-pool size and the time split rollout / reward / train.
 """
 
@@ -20,36 +20,22 @@ import json
 import time
 from pathlib import Path
 
-import torch
-
-from mimo.config import F, save_yaml, stage_cli, to_dict
+from mimo.config import F, stage_cli
 from mimo.errors import MimoError
+from mimo.infer.decoding import SamplingParams
+from mimo.model.io import load_model_dir
+from mimo.rewards import passed
+from mimo.rewards.levels import assign_test_levels, verdict_matrix
 from mimo.rewards.pool import PoolConfig, RewardPool
 from mimo.rl.actor import ActorConfig, update_policy
 from mimo.rl.engine import RolloutEngine
 from mimo.rl.problems import ToyRL, load_problems, toy_problems
-from mimo.rl.rollout import EndpointBackend, GenParams, LocalProcessBackend, VLLMBackend
+from mimo.rl.rollout import RolloutConfig, make_backend
 from mimo.rl.sampling import ProblemSampler
 from mimo.rl.scheduler import Scheduler, SchedulerConfig
-from mimo.train.checkpoint import CheckpointManager, load_model_dir, save_model_dir
 from mimo.train.loop import make_optimizer
+from mimo.train.run import StageRun
 from mimo.utils.io import write_jsonl
-from mimo.utils.logging import MetricsLogger
-from mimo.utils.seed import rng_state, seed_everything, set_rng_state
-
-
-@dataclasses.dataclass
-class RolloutConfig:
-    """Where and how responses are generated."""
-
-    backend: str = F("local", "local (worker processes with a torch copy), endpoint (OpenAI-compatible), vllm")
-    workers: int = F(2, "rollout workers (local processes; concurrent requests for endpoint)")
-    threads_per_worker: int = F(1, "torch threads per local worker")
-    url: str = F("http://127.0.0.1:8000/v1", "endpoint base URL")
-    max_new_tokens: int = F(128, "generation budget per response (7B: 32768)")
-    temperature: float = F(1.0, "sampling temperature (MiMo: 1.0)")
-    top_p: float = F(1.0, "nucleus mass (MiMo: 1.0)")
-    deterministic: bool = F(True, "hand events to the scheduler in a canonical order (reproducible runs)")
 
 
 @dataclasses.dataclass
@@ -87,30 +73,19 @@ class RLConfig:
     log_every: int = F(1, "print a log line every N steps")
 
 
-def make_backend(cfg: RolloutConfig, model, model_dir: str):
-    if cfg.backend == "local":
-        return LocalProcessBackend(model, cfg.workers, cfg.threads_per_worker)
-    if cfg.backend == "endpoint":
-        return EndpointBackend(cfg.url, num_workers=cfg.workers)
-    if cfg.backend == "vllm":
-        return VLLMBackend(model_dir, cfg.workers)
-    raise MimoError(f"rollout.backend: expected local, endpoint or vllm, got {cfg.backend!r}")
-
-
 def group_metrics(groups) -> dict[str, float]:
     samples = [s for g in groups for s in g.samples]
     n = max(len(samples), 1)
     return {
         "reward": sum(s.reward for s in samples) / n,
-        "pass_rate": sum(s.reward >= 1.0 for s in samples) / n,
+        "pass_rate": sum(passed(s.reward) for s in samples) / n,
         "response_len": sum(len(s.response_ids) for s in samples) / n,
         "truncated": sum(s.truncated for s in samples) / n,
     }
 
 
-def assign_levels(engine: RolloutEngine, problems, rollouts: int, params: GenParams, n_levels: int) -> dict:
+def assign_levels(engine: RolloutEngine, problems, rollouts: int, params: SamplingParams, n_levels: int) -> dict:
     """Test difficulty levels per code problem from the pass matrix of ``rollouts`` samples of the current policy."""
-    from mimo.rewards.levels import assign_test_levels, verdict_matrix
 
     code = [p.id for p in problems if p.kind == "code"]
     if not code:
@@ -124,7 +99,7 @@ def assign_levels(engine: RolloutEngine, problems, rollouts: int, params: GenPar
 
 
 def validate(engine: RolloutEngine, heldout, cfg: RLConfig, out: Path, step: int) -> dict[str, float]:
-    params = GenParams(cfg.rollout.max_new_tokens, cfg.eval_temperature, cfg.eval_top_p, engine.params.stop_ids)
+    params = SamplingParams(cfg.rollout.max_new_tokens, cfg.eval_temperature, cfg.eval_top_p, engine.params.stop_ids)
     results, stats = engine.validate([p.id for p in heldout], cfg.eval_samples, params)
     metrics: dict[str, float] = {"eval_s": stats.rollout_s, "eval_idle_ratio": stats.idle_ratio}
     kinds = {p.id: p.kind for p in heldout}
@@ -133,7 +108,7 @@ def validate(engine: RolloutEngine, heldout, cfg: RLConfig, out: Path, step: int
         scores = [s.reward for pid, ss in results.items() if kinds[pid] == kind for s in ss]
         if scores:
             metrics[f"eval_{kind}_reward"] = sum(scores) / len(scores)
-            metrics[f"eval_{kind}_acc"] = sum(r >= 1.0 for r in scores) / len(scores)
+            metrics[f"eval_{kind}_acc"] = sum(passed(r) for r in scores) / len(scores)
     for pid, ss in list(results.items()):
         rows += [{"problem_id": pid, "completion": s.text, "reward": s.reward, "reason": s.reason} for s in ss]
     write_jsonl(out / "samples" / f"eval_step{step:05d}.jsonl", rows)
@@ -146,12 +121,9 @@ def main(cfg: RLConfig) -> dict:
     if cfg.rollout.backend != "local" and cfg.steps > 0 and cfg.rollout.backend != "vllm":
         raise MimoError("rl: training needs a backend whose weights follow the trainer (local or vllm); "
                         "the endpoint backend serves a fixed policy")
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    seed_everything(cfg.seed)
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_yaml(out / "config.yaml", {"rl": to_dict(cfg)})
+    run = StageRun("rl", "rl", cfg, cfg.out_dir, cfg.seed, cfg.threads, cfg.keep_checkpoints, cfg.resume)
+    out = run.out
+    run.save_config()
     model, tok = load_model_dir(cfg.init_from)
     if tok is None:
         raise MimoError(f"{cfg.init_from}: no tokenizer in the model directory")
@@ -163,20 +135,16 @@ def main(cfg: RLConfig) -> dict:
     sampler = ProblemSampler([p.id for p in train], alpha=cfg.alpha, seed=cfg.seed)
     sched = Scheduler(cfg.scheduler, sampler)
     optimizer = make_optimizer(model, cfg.actor.lr, cfg.actor.weight_decay)
-    ckpt = CheckpointManager(out, keep=cfg.keep_checkpoints)
-    step = 0
-    levels: dict = {}
-    if cfg.resume:
-        path, state = ckpt.restore(model, optimizer)
+    state = run.restore(model, optimizer)
+    step, levels = state.get("step", 0), state.get("levels", {})
+    if state:
         sched.load_state_dict(state["scheduler"])
         lost = sched.abandon_in_flight()
-        set_rng_state(state["rng"])
-        step, levels = state["step"], state.get("levels", {})
-        print(f"[rl] resumed from {path} at step {step}" + (f" ({len(lost)} in-flight tasks dropped)" if lost else ""),
-              flush=True)
-    params = GenParams(cfg.rollout.max_new_tokens, cfg.rollout.temperature, cfg.rollout.top_p, tuple(tok.stop_ids))
+        if lost:
+            print(f"[rl] {len(lost)} in-flight tasks of the checkpoint dropped", flush=True)
+    params = SamplingParams(cfg.rollout.max_new_tokens, cfg.rollout.temperature, cfg.rollout.top_p, tuple(tok.stop_ids))
     last = min(cfg.steps, cfg.max_steps) if cfg.max_steps is not None else cfg.steps
-    logger = MetricsLogger(out, total_steps=last, print_every=cfg.log_every, resume_step=step if cfg.resume else None)
+    logger = run.logger(last, cfg.log_every)
     with make_backend(cfg.rollout, model, cfg.init_from) as backend, RewardPool(cfg.rewards.pool) as pool:
         engine = RolloutEngine(sched, backend, pool, problems, tok.decode, params, seed=cfg.seed,
                                deterministic=cfg.rollout.deterministic, code_scheme=cfg.rewards.code_scheme)
@@ -194,7 +162,8 @@ def main(cfg: RLConfig) -> dict:
         while step < last:
             groups, stats = engine.run_step()
             t0 = time.perf_counter()
-            train_metrics = update_policy(model, optimizer, groups, cfg.actor, tok.pad_id, seed=cfg.seed + step)
+            train_metrics = update_policy(model, optimizer, groups, cfg.actor, tok.pad_id, cfg.rollout.temperature,
+                                          seed=cfg.seed + step)
             train_s = time.perf_counter() - t0
             engine.end_step(model)
             step += 1
@@ -210,12 +179,8 @@ def main(cfg: RLConfig) -> dict:
                 record.update(validate(engine, heldout, cfg, out, step))
             result = logger.log(step, **record)
             if (cfg.save_every and step % cfg.save_every == 0) or step == last:
-                ckpt.save(step, model, {"optimizer": optimizer.state_dict(), "scheduler": sched.state_dict(),
-                                        "rng": rng_state(), "levels": levels}, tokenizer=tok,
-                          config={"rl": to_dict(cfg)})
-    if step >= cfg.steps:
-        save_model_dir(out / "final", model, tok)
-        print(f"[rl] done: {out / 'final'}", flush=True)
+                run.checkpoint(step, model, optimizer, tok, scheduler=sched.state_dict(), levels=levels)
+    run.finish(model, tok, step >= cfg.steps)
     logger.close()
     (out / "summary.json").write_text(json.dumps(result, indent=2, default=float))
     return result

@@ -1,4 +1,4 @@
-"""Checkpoints: Hugging Face model directories plus the trainer state, written atomically.
+"""Checkpoints: a model directory (:mod:`mimo.model.io`) plus the trainer state, written atomically.
 
 Layout of a run directory::
 
@@ -15,84 +15,16 @@ atomically, so a run killed at any moment resumes from the last complete checkpo
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from mimo.config import save_yaml
 from mimo.errors import MimoError
+from mimo.model.io import fresh_tmp, replace_dir, unwrap, write_model
 from mimo.utils.io import atomic_open
-
-
-def _write_model(path: Path, model, tokenizer=None) -> None:
-    """Model (+ tokenizer) in the Hugging Face layout into an existing directory."""
-    _quiet_transformers()
-    unwrap(model).save_pretrained(str(path))
-    if tokenizer is not None:
-        tokenizer.save(path)
-
-
-def _fresh_tmp(path: Path) -> Path:
-    tmp = path.parent / f".{path.name}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    return tmp
-
-
-def _replace_dir(tmp: Path, path: Path) -> None:
-    """Move ``tmp`` to ``path``, replacing an existing directory (the old one is removed only afterwards)."""
-    if path.exists():
-        old = path.parent / f".{path.name}.old"
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, path)
-
-
-def save_model_dir(path: str | Path, model, tokenizer=None) -> Path:
-    """Save model (and tokenizer) in the Hugging Face layout, atomically (temp dir + rename)."""
-    path = Path(path)
-    tmp = _fresh_tmp(path)
-    _write_model(tmp, model, tokenizer)
-    _replace_dir(tmp, path)
-    return path
-
-
-def load_model_dir(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-                   with_tokenizer: bool = True):
-    """``(model, tokenizer or None)`` from a model directory (ours or a released MiMo checkpoint)."""
-    from mimo.model import MiMoForCausalLM, register
-    from mimo.tokenizer import Tokenizer
-
-    register()
-    _quiet_transformers()
-    path = Path(path)
-    if not (path / "config.json").is_file():
-        raise MimoError(f"{path}: not a model directory (no config.json)")
-    model = MiMoForCausalLM.from_pretrained(str(path), dtype=dtype or torch.float32).to(device)
-    tok = None
-    if with_tokenizer and (path / "tokenizer.json").is_file():
-        tok = Tokenizer.load(path)
-    return model, tok
-
-
-def _quiet_transformers() -> None:
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-
-
-def unwrap(model):
-    """The bare model inside DDP/FSDP/compile wrappers."""
-    while hasattr(model, "module"):
-        model = model.module
-    return getattr(model, "_orig_mod", model)
 
 
 class CheckpointManager:
@@ -110,16 +42,14 @@ class CheckpointManager:
         return path if (path / "trainer_state.pt").is_file() else None
 
     def save(self, step: int, model, state: dict[str, Any], tokenizer=None, config: Any = None) -> Path:
-        from mimo.config import save_yaml
-
         name = f"step_{step:06d}"
         final = self.dir / name
-        tmp = _fresh_tmp(final)
-        _write_model(tmp, model, tokenizer)
+        tmp = fresh_tmp(final)
+        write_model(tmp, model, tokenizer)
         if config is not None:
             save_yaml(tmp / "config.yaml", config)
         torch.save({"step": step, **state}, tmp / "trainer_state.pt")
-        _replace_dir(tmp, final)
+        replace_dir(tmp, final)
         with atomic_open(self.dir / "latest", "w") as f:
             f.write(name + "\n")
         self._prune()

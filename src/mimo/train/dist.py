@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as tdist
 
+from mimo.model.io import resolve_device
+
 
 @dataclass
 class DistInfo:
@@ -27,12 +29,6 @@ class DistInfo:
     @property
     def enabled(self) -> bool:
         return self.world_size > 1
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def init_distributed(device: str = "auto") -> DistInfo:

@@ -13,6 +13,9 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from mimo.data.shards import TokenStream
+from mimo.model.io import unwrap
+
 
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float = 0.1,
                    betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8,
@@ -69,4 +72,24 @@ def accumulate_step(
     grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf"))
     optimizer.step()
     totals["grad_norm"] = float(grad_norm)
+    return totals
+
+
+@torch.no_grad()
+def evaluate(model, stream: TokenStream, seq_len: int, batches: int, batch_size: int, device) -> dict:
+    """Held-out next-token loss and each MTP layer's top-1 accuracy on a fixed slice of ``stream``."""
+    model.eval()
+    m = unwrap(model)
+    totals: dict[str, float] = {}
+    for b in range(batches):
+        arr, _ = stream.batch(b * batch_size * seq_len, batch_size, seq_len)
+        x = torch.from_numpy(arr).to(device)
+        out = m(input_ids=x, labels=x, mtp_loss_weight=1.0 if m.num_mtp_layers else 0.0)
+        totals["eval_loss"] = totals.get("eval_loss", 0.0) + float(out.main_loss) / batches
+        for i, a in enumerate(out.mtp_accuracies or []):
+            totals[f"eval_mtp{i + 1}_acc"] = totals.get(f"eval_mtp{i + 1}_acc", 0.0) + float(a) / batches
+        logits = out.logits[:, :-1]
+        acc = (logits.argmax(-1) == x[:, 1:]).float().mean()
+        totals["eval_acc"] = totals.get("eval_acc", 0.0) + float(acc) / batches
+    model.train()
     return totals

@@ -1,6 +1,6 @@
 """``mimo train-mtp``: grow a pretrained model's single MTP layer into k chained layers for speculative decoding.
 
-Recipe (DESIGN.md section 1): the pretrained MTP layer is copied into k-1 new layers; the main model and the first
+Recipe (docs/design.md §1.1): the pretrained MTP layer is copied into k-1 new layers; the main model and the first
 MTP layer are frozen; the new layers are trained (MTP layer i predicts token t+2+i from layer i-1's output and the
 embedding of token t+1+i); the model is saved with ``num_nextn_predict_layers = k``.  The frozen parts are
 bit-identical afterwards (tested), so the main model's outputs -- and everything speculative decoding verifies
@@ -21,16 +21,17 @@ from typing import Literal
 
 import torch
 
-from mimo.config import F, save_yaml, stage_cli, to_dict
+from mimo.config import F, stage_cli
 from mimo.data.shards import TokenStream
 from mimo.data.toy import ToyCorpus, build_heldout_shards, build_stage_shards
 from mimo.errors import MimoError
+from mimo.infer.bench import heldout_prompts, measure
+from mimo.model import MiMoForCausalLM
+from mimo.model.io import load_model_dir, resolve_device
 from mimo.model.modeling import IGNORE_INDEX
-from mimo.train.checkpoint import CheckpointManager, load_model_dir, save_model_dir
-from mimo.train.loop import accumulate_step, make_optimizer, set_lr
+from mimo.train.loop import accumulate_step, evaluate, make_optimizer, set_lr
+from mimo.train.run import StageRun
 from mimo.train.schedules import wsd_lr
-from mimo.utils.logging import MetricsLogger
-from mimo.utils.seed import rng_state, seed_everything, set_rng_state
 
 
 @dataclasses.dataclass
@@ -69,7 +70,6 @@ class MtpConfig:
 def grow_mtp_layers(base, k: int, train_first: bool = False):
     """A copy of ``base`` with ``k`` MTP layers: existing ones kept, new ones copied from MTP layer 0.  Everything is
     frozen except the new layers (and layer 0 when ``train_first``).  Returns ``(model, trainable parameters)``."""
-    from mimo.model import MiMoForCausalLM
 
     m = base.num_mtp_layers
     if m < 1:
@@ -103,8 +103,8 @@ def _loss_fn(layers: range, targets: str):
         losses, accs = model.mtp_forward_losses(batch, labels, hidden, out.position_embeddings, layers=layers)
         loss = torch.stack(losses).mean()
         metrics = {"loss": loss.detach()}
-        for i, l, a in zip(layers, losses, accs):
-            metrics[f"mtp{i + 1}_loss"] = l.detach()
+        for i, layer_loss, a in zip(layers, losses, accs):
+            metrics[f"mtp{i + 1}_loss"] = layer_loss.detach()
             metrics[f"mtp{i + 1}_acc"] = a.detach()
         return loss, metrics
 
@@ -131,38 +131,27 @@ def _prepare_data(cfg: MtpConfig, tok, out: Path, rope_theta: float) -> tuple[To
 
 
 def main(cfg: MtpConfig) -> dict:
-    from mimo.train.dist import resolve_device
-    from mimo.train.pretrain import evaluate
-
     if cfg.num_mtp_layers < 2 and not cfg.train_first:
         raise MimoError("train-mtp: num_mtp_layers must be >= 2 (layer 1 is frozen; nothing would train)")
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    seed_everything(cfg.seed)
+    run = StageRun("train-mtp", "mtp", cfg, cfg.out_dir, cfg.seed, cfg.threads, cfg.keep_checkpoints, cfg.resume)
+    out = run.out
     base, tok = load_model_dir(cfg.init_from, device=device)
     if tok is None:
         raise MimoError(f"{cfg.init_from}: no tokenizer in the model directory")
     train, held = _prepare_data(cfg, tok, out, base.config.rope_theta_value)
-    save_yaml(out / "config.yaml", {"mtp": to_dict(cfg)})
+    run.save_config()
     model, params = grow_mtp_layers(base, cfg.num_mtp_layers, cfg.train_first)
     del base
     model.train()
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay, params=params)
-    ckpt = CheckpointManager(out, keep=cfg.keep_checkpoints)
-    step, position = 0, 0
-    if cfg.resume:
-        path, state = ckpt.restore(model, optimizer)
-        step, position = state["step"], state["position"]
-        set_rng_state(state["rng"])
-        print(f"[train-mtp] resumed from {path} at step {step}", flush=True)
+    state = run.restore(model, optimizer)
+    step, position = state.get("step", 0), state.get("position", 0)
     layers = range(0 if cfg.train_first else 1, cfg.num_mtp_layers)
     print(f"[train-mtp] {cfg.init_from} -> {cfg.num_mtp_layers} MTP layers; training layers "
           f"{[i + 1 for i in layers]} ({sum(p.numel() for p in params):,} parameters), targets: {cfg.targets}",
           flush=True)
-    logger = MetricsLogger(out, total_steps=cfg.steps, print_every=cfg.log_every)
+    logger = run.logger(cfg.steps, cfg.log_every)
     loss_fn = _loss_fn(layers, cfg.targets)
     result: dict = {}
     while step < cfg.steps:
@@ -179,21 +168,17 @@ def main(cfg: MtpConfig) -> dict:
             record.update(_acceptance(model, tok, cfg))
         result = logger.log(step, print_line=step % cfg.log_every == 0 or step == cfg.steps, **record)
         if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.steps:
-            ckpt.save(step, model, {"optimizer": optimizer.state_dict(), "position": position, "rng": rng_state()},
-                      tokenizer=tok, config={"mtp": to_dict(cfg)})
+            run.checkpoint(step, model, optimizer, tok, position=position)
     logger.close()
-    if step >= cfg.steps:
-        save_model_dir(out / "final", model, tok)
-        print(f"[train-mtp] done: {out / 'final'}", flush=True)
+    run.finish(model, tok, step >= cfg.steps)
     return result
 
 
 def _acceptance(model, tok, cfg: MtpConfig) -> dict:
     """Greedy speculative acceptance per MTP layer on held-out toy problems (the kind of text trained on)."""
-    from mimo.infer.bench import heldout_prompts, measure
 
     model.eval()
-    prompts = heldout_prompts(tok, cfg.accept_prompts, toy=cfg.toy)
+    prompts = heldout_prompts(tok, cfg.accept_prompts, cfg.toy.tasks, cfg.toy.seed)
     res = measure(model, prompts, max_new_tokens=96, speculative=True, stop_ids=tok.stop_ids, batch_size=8)
     model.train()
     out = {f"accept{i + 1}": a for i, a in enumerate(res["acceptance"])}

@@ -1,6 +1,6 @@
 """``mimo pretrain``: next-token + MTP loss over MiMo's data stages.
 
-Recipe (DESIGN.md section 1): AdamW (0.9, 0.95), weight decay 0.1, grad clip 1.0; warmup -> constant LR per stage
+Recipe (docs/design.md §1.2): AdamW (0.9, 0.95), weight decay 0.1, grad clip 1.0; warmup -> constant LR per stage
 -> final cosine decay; batch-size warmup; per-stage data mixture, context length and RoPE base (stage 3 raises it,
 10000 -> 640000 in MiMo); MTP loss weight per stage (0.3, later 0.1).  Sequences are packed windows of the stage's
 token shards.  Checkpoints (model, optimizer, data position, RNG) are atomic and ``--resume true`` continues
@@ -13,24 +13,22 @@ directory, so ``mimo pretrain --preset tiny`` works from nothing.
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from mimo.config import F, save_yaml, stage_cli, to_dict
+from mimo.config import F, stage_cli
 from mimo.data.shards import TokenStream
 from mimo.data.toy import ToyCorpus, build_heldout_shards, build_stages, build_tokenizer
 from mimo.errors import MimoError
 from mimo.model import MiMoForCausalLM, ModelSpec
+from mimo.model.io import load_model_dir, unwrap
 from mimo.tokenizer import Tokenizer
 from mimo.train import dist
-from mimo.train.checkpoint import CheckpointManager, load_model_dir, save_model_dir, unwrap
-from mimo.train.loop import accumulate_step, make_optimizer, set_lr
+from mimo.train.loop import accumulate_step, evaluate, make_optimizer, set_lr
+from mimo.train.run import StageRun
 from mimo.train.schedules import batch_size_at, stage_of, wsd_lr
-from mimo.utils.logging import MetricsLogger
-from mimo.utils.seed import rng_state, seed_everything, set_rng_state
 
 
 @dataclasses.dataclass
@@ -80,7 +78,8 @@ class PretrainConfig:
     log_every: int = F(10, "print a log line every N steps")
 
 
-def _prepare_data(cfg: PretrainConfig, info: dist.DistInfo, out: Path) -> tuple[Tokenizer, list[TokenStream], TokenStream]:
+def _prepare_data(cfg: PretrainConfig, info: dist.DistInfo,
+                  out: Path) -> tuple[Tokenizer, list[TokenStream], TokenStream]:
     """Tokenizer and one token stream per stage (+ held-out), building the toy corpus where needed (rank 0)."""
     tok_dir = Path(cfg.tokenizer) if cfg.tokenizer else out / "tokenizer"
     needs_toy = [i for i, s in enumerate(cfg.stages) if s.data is None]
@@ -108,46 +107,23 @@ def _loss_fn(mtp_weight: float):
     def fn(model, batch):
         out = model(input_ids=batch, labels=batch, mtp_loss_weight=mtp_weight)
         metrics = {"loss": out.loss.detach(), "main_loss": out.main_loss.detach()}
-        for i, (l, a) in enumerate(zip(out.mtp_losses or [], out.mtp_accuracies or [])):
-            metrics[f"mtp{i + 1}_loss"] = l.detach()
+        for i, (layer_loss, a) in enumerate(zip(out.mtp_losses or [], out.mtp_accuracies or [])):
+            metrics[f"mtp{i + 1}_loss"] = layer_loss.detach()
             metrics[f"mtp{i + 1}_acc"] = a.detach()
         return out.loss, metrics
 
     return fn
 
 
-@torch.no_grad()
-def evaluate(model, stream: TokenStream, seq_len: int, batches: int, batch_size: int, device) -> dict:
-    """Held-out next-token loss and each MTP layer's top-1 accuracy on a fixed slice of ``stream``."""
-    model.eval()
-    m = unwrap(model)
-    totals: dict[str, float] = {}
-    for b in range(batches):
-        arr, _ = stream.batch(b * batch_size * seq_len, batch_size, seq_len)
-        x = torch.from_numpy(arr).to(device)
-        out = m(input_ids=x, labels=x, mtp_loss_weight=1.0 if m.num_mtp_layers else 0.0)
-        totals["eval_loss"] = totals.get("eval_loss", 0.0) + float(out.main_loss) / batches
-        for i, a in enumerate(out.mtp_accuracies or []):
-            totals[f"eval_mtp{i + 1}_acc"] = totals.get(f"eval_mtp{i + 1}_acc", 0.0) + float(a) / batches
-        logits = out.logits[:, :-1]
-        acc = (logits.argmax(-1) == x[:, 1:]).float().mean()
-        totals["eval_acc"] = totals.get("eval_acc", 0.0) + float(acc) / batches
-    model.train()
-    return totals
-
-
 def main(cfg: PretrainConfig) -> dict:
     if not cfg.stages:
         raise MimoError("pretrain: `stages` is empty")
     info = dist.init_distributed(cfg.device)
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    seed_everything(cfg.seed)
+    run = StageRun("pretrain", "pretrain", cfg, cfg.out_dir, cfg.seed, cfg.threads, cfg.keep_checkpoints, cfg.resume,
+                   info.is_main)
+    out = run.out
     tok, streams, held = _prepare_data(cfg, info, out)
-    if info.is_main:
-        save_yaml(out / "config.yaml", {"pretrain": to_dict(cfg)})
+    run.save_config()
 
     if cfg.init_from:
         model, _ = load_model_dir(cfg.init_from, with_tokenizer=False)
@@ -159,15 +135,8 @@ def main(cfg: PretrainConfig) -> dict:
                                                                             max(s.seq_len for s in cfg.stages))))
     model.to(info.device).train()
     optimizer = make_optimizer(model, cfg.stages[0].lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
-    ckpt = CheckpointManager(out, keep=cfg.keep_checkpoints)
-
-    step, positions = 0, [0] * len(cfg.stages)
-    if cfg.resume:
-        path, state = ckpt.restore(model, optimizer)
-        step, positions = state["step"], state["positions"]
-        set_rng_state(state["rng"])
-        if info.is_main:
-            print(f"[pretrain] resumed from {path} at step {step}", flush=True)
+    state = run.restore(model, optimizer)
+    step, positions = state.get("step", 0), state.get("positions", [0] * len(cfg.stages))
     ddp_model = dist.wrap_model(model, info, cfg.parallel)
 
     stage_steps = [s.steps for s in cfg.stages]
@@ -175,8 +144,7 @@ def main(cfg: PretrainConfig) -> dict:
     last = min(total, cfg.max_steps) if cfg.max_steps is not None else total
     multiple = cfg.micro_batch_size * info.world_size
     autocast = torch.bfloat16 if cfg.dtype == "bfloat16" and info.device.type == "cuda" else None
-    logger = MetricsLogger(out if info.is_main else None, total_steps=last, print_every=cfg.log_every,
-                           tensorboard=info.is_main, resume_step=step if cfg.resume else None)
+    logger = run.logger(last, cfg.log_every)
     current_stage = -1
     result: dict = {}
     while step < last:
@@ -207,13 +175,9 @@ def main(cfg: PretrainConfig) -> dict:
                                    info.device))
         result = logger.log(step, print_line=info.is_main and (step % cfg.log_every == 0 or step == last), **record)
         if (cfg.save_every and step % cfg.save_every == 0) or step == last:
-            if info.is_main:
-                ckpt.save(step, model, {"optimizer": optimizer.state_dict(), "positions": positions,
-                                        "rng": rng_state()}, tokenizer=tok, config={"pretrain": to_dict(cfg)})
+            run.checkpoint(step, model, optimizer, tok, positions=positions)
             dist.barrier(info)
-    if info.is_main and step >= total:
-        save_model_dir(out / "final", model, tok)
-        print(f"[pretrain] done: {out / 'final'}", flush=True)
+    run.finish(model, tok, step >= total)
     logger.close()
     dist.cleanup(info)
     return result

@@ -1,6 +1,6 @@
 """``mimo sft``: supervised fine-tuning on ChatML conversations with ``<think>`` reasoning.
 
-MiMo's SFT (DESIGN.md section 1): loss on assistant tokens only, samples packed into long windows (32768 tokens
+MiMo's SFT (docs/design.md §1.3): loss on assistant tokens only, samples packed into long windows (32768 tokens
 for the 7B; each conversation attends only to itself and restarts its RoPE positions), constant LR (3e-5, batch
 128), and the data hygiene of :mod:`mimo.data.sft` (16-gram decontamination, incomplete / mixed-language responses
 dropped, at most 8 responses per query).  The MTP layers keep training with a small weight so that speculative
@@ -20,16 +20,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mimo.config import F, save_yaml, stage_cli, to_dict
+from mimo.config import F, stage_cli
+from mimo.data.decontam import NgramIndex, eval_data_dir, load_benchmark
 from mimo.data.sft import ToySFT, clean_sft, encode_conversation, load_conversations, pack, toy_sft_records
 from mimo.errors import MimoError
+from mimo.model.io import load_model_dir
+from mimo.tasks import HELDOUT_SEED
+from mimo.tasks.spec import harder
 from mimo.train import dist
-from mimo.train.checkpoint import CheckpointManager, load_model_dir, save_model_dir
 from mimo.train.loop import accumulate_step, make_optimizer, set_lr
+from mimo.train.run import StageRun
 from mimo.train.schedules import wsd_lr
 from mimo.utils.io import write_json
-from mimo.utils.logging import MetricsLogger
-from mimo.utils.seed import rng_state, seed_everything, set_rng_state
 
 
 @dataclasses.dataclass
@@ -56,6 +58,7 @@ class SFTConfig:
     grad_clip: float = F(1.0, "gradient-norm clip")
     mtp_loss_weight: float = F(0.1, "MTP loss weight (0: leave the MTP layers untouched)")
     save_every: int = F(0, "checkpoint every N steps (0: only at the end)")
+    keep_checkpoints: int = F(2, "checkpoints kept")
     resume: bool = F(False, "resume from out_dir's latest checkpoint")
     max_steps: int | None = F(None, "stop after this many steps (tests)")
     seed: int = F(0, "random seed")
@@ -64,10 +67,8 @@ class SFTConfig:
     log_every: int = F(10, "print a log line every N steps")
 
 
-def build_decontam_index(benchmarks: list[str], toy_heldout: int, toy_seed: int = 12345):
+def build_decontam_index(benchmarks: list[str], toy_heldout: int, toy_seed: int = HELDOUT_SEED):
     """A 16-gram index over the named benchmarks (those present) and held-out toy problems."""
-    from mimo.data.decontam import NgramIndex, eval_data_dir, load_benchmark
-    from mimo.data.tasks import MathTaskGenerator
 
     index = NgramIndex(n=16)
     data_dir = eval_data_dir()
@@ -75,7 +76,7 @@ def build_decontam_index(benchmarks: list[str], toy_heldout: int, toy_seed: int 
         if data_dir is not None:
             index.add(load_benchmark(name, data_dir), name=name)
     if toy_heldout > 0:
-        held = MathTaskGenerator(seed=toy_seed, max_steps=4).sample(toy_heldout, "heldout")
+        held = harder().math(toy_seed).sample(toy_heldout, "heldout")
         index.add([p.prompt_text() for p in held], name="toy_heldout")
     return index
 
@@ -128,32 +129,25 @@ def main(cfg: SFTConfig) -> dict:
     if not cfg.init_from:
         raise MimoError("sft: --init_from (a model directory) is required")
     info = dist.init_distributed(cfg.device)
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    seed_everything(cfg.seed)
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    run = StageRun("sft", "sft", cfg, cfg.out_dir, cfg.seed, cfg.threads, cfg.keep_checkpoints, cfg.resume,
+                   info.is_main)
+    out = run.out
     model, tok = load_model_dir(cfg.init_from, device=info.device)
     if tok is None:
         raise MimoError(f"{cfg.init_from}: no tokenizer in the model directory")
     windows, report = prepare_windows(cfg, tok, out if info.is_main else None)
+    run.save_config()
     if info.is_main:
-        save_yaml(out / "config.yaml", {"sft": to_dict(cfg)})
         print(f"[sft] {report['kept']}/{report['input']} conversations kept ({report['dropped']}), "
               f"{report['windows']} windows of {cfg.seq_len}, {report['assistant_tokens']} loss tokens", flush=True)
     total = cfg.steps or max(1, math.ceil(cfg.epochs * len(windows) / cfg.batch_size))
     last = min(total, cfg.max_steps) if cfg.max_steps is not None else total
     model.train()
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
-    ckpt = CheckpointManager(out)
-    step, cursor = 0, 0
-    if cfg.resume:
-        path, state = ckpt.restore(model, optimizer)
-        step, cursor = state["step"], state["cursor"]
-        set_rng_state(state["rng"])
+    state = run.restore(model, optimizer)
+    step, cursor = state.get("step", 0), state.get("cursor", 0)
     ddp_model = dist.wrap_model(model, info)
-    logger = MetricsLogger(out if info.is_main else None, total_steps=last, print_every=cfg.log_every,
-                           resume_step=step if cfg.resume else None)
+    logger = run.logger(last, cfg.log_every)
     per_rank = cfg.batch_size // info.world_size
     result: dict = {}
     while step < last:
@@ -175,12 +169,9 @@ def main(cfg: SFTConfig) -> dict:
         metrics = {k: dist.all_reduce_mean(v, info) for k, v in metrics.items()}
         result = logger.log(step, print_line=info.is_main and (step % cfg.log_every == 0 or step == last),
                             lr=lr, **metrics, tokens=sum(counts) * info.world_size)
-        if info.is_main and ((cfg.save_every and step % cfg.save_every == 0) or step == last):
-            ckpt.save(step, model, {"optimizer": optimizer.state_dict(), "cursor": cursor, "rng": rng_state()},
-                      tokenizer=tok, config={"sft": to_dict(cfg)})
-    if info.is_main and step >= total:
-        save_model_dir(out / "final", model, tok)
-        print(f"[sft] done: {out / 'final'}", flush=True)
+        if (cfg.save_every and step % cfg.save_every == 0) or step == last:
+            run.checkpoint(step, model, optimizer, tok, cursor=cursor)
+    run.finish(model, tok, step >= total)
     logger.close()
     dist.cleanup(info)
     return result

@@ -19,7 +19,9 @@ from typing import Any
 from mimo.errors import MimoError
 
 
-def _open_text(path: Path):
+def open_text(path: str | os.PathLike):
+    """A text file for reading (UTF-8), gunzipped on the fly when its name ends in ``.gz``."""
+    path = Path(path)
     if path.suffix == ".gz":
         return gzip.open(path, "rt", encoding="utf-8")
     return open(path, encoding="utf-8")
@@ -36,7 +38,7 @@ def iter_jsonl(path: str | os.PathLike, *, bad_lines: list[tuple[int, str]] | No
     path = Path(path)
     if not path.is_file():
         raise MimoError(f"{path}: no such file")
-    with _open_text(path) as f:
+    with open_text(path) as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue

@@ -12,7 +12,7 @@ a problem often differ in a full stop or a ``$``).  n-grams are hashed by the sa
 :func:`mimo.data.decontam.ngram_hashes`.  Problems shorter than ``n`` tokens are one n-gram of their own length (an
 exact match after normalisation).  The number rule is ours: templated problem sets ("A bag holds 4 red and 6 blue
 marbles ...", "A bag holds 5 red and 6 blue marbles ...") share most n-grams but are different problems with
-different answers -- the reason datatrove's digit-normalising MinHash is wrong for math (DESIGN.md section 2).  A
+different answers -- the reason datatrove's digit-normalising MinHash is wrong for math (docs/design.md §2).  A
 known limit of any n-gram dedup remains: two long problems that differ in one word ("sum" / "product") and not in
 their numbers look alike.
 

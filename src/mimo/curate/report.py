@@ -44,7 +44,7 @@ REASONS: dict[str, str] = {
 
 
 @dataclasses.dataclass
-class Item:
+class Candidate:
     """One input problem on its way through the stages."""
 
     line: int
@@ -84,7 +84,7 @@ class CurationReport:
         self.notes: dict = {}
         self.seconds: dict[str, float] = {}
 
-    def drop(self, item: Item, reason: str, detail: str = "", **extra) -> None:
+    def drop(self, item: Candidate, reason: str, detail: str = "", **extra) -> None:
         """Record a drop; ``extra`` (e.g. the golden solution's ``verdicts``, a ``pass_rate``) goes into its entry."""
         if reason not in REASONS:
             raise ValueError(f"unknown drop reason {reason!r}")
@@ -94,7 +94,7 @@ class CurationReport:
     def bad_line(self, line: int, reason: str) -> None:
         self.malformed.append({"line": line, "reason": reason})
 
-    def to_dict(self, kept: list[Item]) -> dict:
+    def to_dict(self, kept: list[Candidate]) -> dict:
         by_reason: dict[str, list[str]] = {r: [] for r in REASONS}
         for d in self.dropped:
             by_reason[d["reason"]].append(d["id"])
@@ -104,7 +104,7 @@ class CurationReport:
                 "malformed_lines": self.malformed, "dropped_records": sorted(self.dropped, key=lambda d: d["line"]),
                 "notes": self.notes, "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
 
-    def write(self, path: str | Path, kept: list[Item]) -> tuple[Path, Path]:
+    def write(self, path: str | Path, kept: list[Candidate]) -> tuple[Path, Path]:
         """Write the JSON report and its markdown summary (``.md`` beside it); returns both paths."""
         path = Path(path)
         data = self.to_dict(kept)

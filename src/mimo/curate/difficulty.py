@@ -25,6 +25,17 @@ import dataclasses
 import time
 
 from mimo.errors import MimoError
+from mimo.infer.decoding import SamplingParams
+from mimo.model.io import load_model_dir
+from mimo.rewards import passed
+from mimo.rewards.levels import assign_test_levels, pass_rates, verdict_matrix
+from mimo.rewards.pool import PoolConfig, RewardPool
+from mimo.rl.engine import RolloutEngine
+from mimo.rl.problems import problem_from_record
+from mimo.rl.rollout import RolloutConfig, make_backend
+from mimo.rl.sampling import ProblemSampler
+from mimo.rl.scheduler import Scheduler, SchedulerConfig
+from mimo.tokenizer import Tokenizer
 
 
 @dataclasses.dataclass
@@ -50,8 +61,7 @@ def sample_stats(kind: str, samples, n_tests: int = 0) -> PassStats:
     (1, 0.333, [[1, 1], [1, 0], [0, 0]])
     """
     if kind != "code":
-        return PassStats(len(samples), sum(s.reward >= 1.0 for s in samples))
-    from mimo.rewards.levels import verdict_matrix
+        return PassStats(len(samples), sum(passed(s.reward) for s in samples))
 
     matrix = [[int(p) for p in row] for row in verdict_matrix([s.verdicts for s in samples], n_tests)]
     return PassStats(len(samples), sum(n_tests > 0 and all(row) for row in matrix), matrix)
@@ -91,20 +101,12 @@ def roll_out(records: dict[str, dict], n: int, *, model: str = "", endpoint: str
     rollouts; returns ``({id: PassStats}, timing)``.  ``model``: a model directory (local workers, or vLLM with
     ``rollout_cfg.backend = "vllm"``); ``endpoint``: an OpenAI-compatible base URL, with ``tokenizer`` (a model or
     tokenizer directory) to build the prompts.  Problems whose rollouts did not come back are missing."""
-    from mimo.rewards.pool import PoolConfig, RewardPool
-    from mimo.rl.engine import RolloutEngine
-    from mimo.rl.problems import problem_from_record
-    from mimo.rl.rollout import GenParams
-    from mimo.rl.sampling import ProblemSampler
-    from mimo.rl.scheduler import Scheduler, SchedulerConfig
-    from mimo.rl.trainer import RolloutConfig, make_backend
 
     if bool(model) == bool(endpoint):
         raise MimoError("difficulty rollouts: give exactly one of a model directory or an endpoint")
     if n < 1:
         raise MimoError(f"--rollouts: expected at least 1, got {n}")
     rollout_cfg = rollout_cfg or RolloutConfig()
-    from mimo.tokenizer import Tokenizer
 
     net = None
     if endpoint:
@@ -115,15 +117,13 @@ def roll_out(records: dict[str, dict], n: int, *, model: str = "", endpoint: str
     elif rollout_cfg.backend == "vllm":  # vLLM loads the weights itself: only the tokenizer here
         tok = Tokenizer.load(tokenizer or model)
     else:
-        from mimo.train.checkpoint import load_model_dir
-
         net, tok = load_model_dir(model)
         rollout_cfg = dataclasses.replace(rollout_cfg, backend="local")
         if tok is None:
             raise MimoError(f"{model}: no tokenizer in the model directory")
     problems = {pid: problem_from_record(rec, tok, f"problem {pid}", pid) for pid, rec in records.items()}
     ids = list(problems)
-    params = GenParams(rollout_cfg.max_new_tokens, rollout_cfg.temperature, rollout_cfg.top_p, tuple(tok.stop_ids))
+    params = SamplingParams(rollout_cfg.max_new_tokens, rollout_cfg.temperature, rollout_cfg.top_p, tuple(tok.stop_ids))
     # Validation mode launches every prompt at once (up to the slot limit); batch and group sizes do not apply.
     sched = Scheduler(SchedulerConfig(batch_size=1, group_size=max(2, n), max_active_tasks=max(1, len(ids))),
                       ProblemSampler(ids, alpha=0.0, seed=seed))
@@ -149,8 +149,6 @@ def added_fields(kind: str, policy: PassStats | None, reference: PassStats | Non
     if reference is not None:
         out["reference_pass_rate"] = round(reference.pass_rate, 6)
     if kind == "code" and policy is not None and policy.pass_matrix:
-        from mimo.rewards.levels import assign_test_levels, pass_rates
-
         out["pass_matrix"] = policy.pass_matrix
         out["test_pass_rates"] = [round(r, 4) for r in pass_rates(policy.pass_matrix)]
         out["levels"] = assign_test_levels(policy.pass_matrix, n_levels)

@@ -171,10 +171,10 @@ def markdown(report: dict, plots: list[str]) -> str:
         "",
         "## Seamless Rollout Engine (RL and RL-Zero runs, mean per step)",
         "",
-        "| worker idle ratio | sample waste ratio | rollout s | reward s | train s | groups launched / valid |",
+        "| worker idle ratio | sample waste ratio | rollout s | reward s | train s | groups launched / informative |",
         "|---|---|---|---|---|---|",
         f"| {100 * ro['idle_ratio']:.1f}% | {100 * ro['waste_ratio']:.1f}% | {ro['rollout_s']:.1f} | "
-        f"{ro['reward_s']:.1f} | {ro['train_s']:.1f} | {ro['launched_groups']:.1f} / {ro['valid_groups']:.1f} |",
+        f"{ro['reward_s']:.1f} | {ro['train_s']:.1f} | {ro['launched_groups']:.1f} / {ro['informative_groups']:.1f} |",
         "",
         "## Time per stage (s)",
         "",

@@ -191,7 +191,7 @@ def parse_llm_labels(reply: str | None) -> dict | None:
 
 
 class LLMClassifier:
-    """Proof / multiple-choice labels from an OpenAI-compatible chat model (:class:`mimo.data.llm_client.ChatClient`).
+    """Proof / multiple-choice labels from an OpenAI-compatible chat model (:class:`mimo.infer.client.ChatClient`).
 
     ``classify(problems)`` returns one ``{"proof": bool, "multiple_choice": bool}`` per problem, or None where the
     request failed or the reply could not be read."""

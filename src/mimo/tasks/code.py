@@ -160,7 +160,7 @@ class CodeTaskGenerator:
         return CodeProblem(pid, p.family, p.fn_name, p.spec, p.solution, p.tests, p.hard)
 
     def sample(self, n: int, split: str = "train", unique: bool = True) -> list[CodeProblem]:
-        from mimo.data.tasks.math import split_of
+        from mimo.tasks.math import split_of
 
         if split not in ("train", "heldout"):
             raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")

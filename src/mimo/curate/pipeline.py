@@ -1,7 +1,6 @@
 """`mimo data curate-rl`: MiMo's filters for RL problems, with a report of every problem dropped and why.
 
 Input: JSONL problems of two kinds (``kind`` optional: records with ``tests`` are code)::
-
     {"id": "m1", "kind": "math", "problem": "...", "answer": "\\\\frac{1}{2}"}
     {"id": "c1", "kind": "code", "problem": "...", "tests": [...], "solution": "def f(x): ...", "fn_name": "f"}
 
@@ -11,15 +10,15 @@ byte-for-byte its input line, plus these fields where a stage computed them:
 * ``golden_verdicts`` (code with a ``solution``) -- the judge's verdict per test for the golden solution;
 * ``pass_rate``, ``rollouts``, ``reference_pass_rate``, and for code ``pass_matrix``, ``test_pass_rates`` and
   ``levels`` -- from the model-based difficulty stage (``--model``/``--endpoint``/``--reference``,
-  :mod:`mimo.data.curate_difficulty`);
+  :mod:`mimo.curate.difficulty`);
 * ``id`` -- ``line<N>`` for a record that had none.
 
 Stages, in order (a problem is dropped for the first reason that applies; reasons in
-:data:`mimo.data.curate_report.REASONS`):
+:data:`mimo.curate.report.REASONS`):
 
 1. records -- malformed JSON lines are reported with their line numbers and skipped (fatal with ``--strict``, as
    are records that are not problems); repeated ids are dropped;
-2. rules -- math: proof and multiple-choice problems (:mod:`mimo.data.curate_rules`); code: no tests, or tests
+2. rules -- math: proof and multiple-choice problems (:mod:`mimo.curate.rules`); code: no tests, or tests
    not in the judge's format;
 3. decontamination -- a 16-gram shared with an evaluation benchmark (:class:`mimo.data.decontam.NgramIndex`, the
    index SFT data and evaluation use);
@@ -27,7 +26,7 @@ Stages, in order (a problem is dropped for the first reason that applies; reason
    placeholder or a sentence) and Math-Verify must parse it to a mathematical expression; code: the golden
    solution runs in the sandboxed judge and must pass every test.  These come before dedup so that dedup keeps the
    first *valid* copy of a problem;
-5. global n-gram dedup (:mod:`mimo.data.curate_dedup`);
+5. global n-gram dedup (:mod:`mimo.curate.dedup`);
 6. optional LLM classifier for proof / multiple choice (``--llm_endpoint``, any OpenAI-compatible server);
 7. optional model-based difficulty: rollouts through the RL engine, thresholds (MiMo: math pass rate > 0.9, code
    solved in all rollouts; problems a ``--reference`` model never solves).
@@ -39,18 +38,24 @@ dedup and decontamination to code as well (LiveCodeBench and HumanEval are in th
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import time
 from pathlib import Path
 
 from mimo.config import F
-from mimo.data.curate_report import CurationReport, Item
-from mimo.data.decontam import BENCHMARKS
+from mimo.curate import difficulty as model_difficulty  # the module: tests stand in for its rollouts
+from mimo.curate.dedup import NearDuplicates
+from mimo.curate.report import Candidate, CurationReport
+from mimo.curate.rules import LLMClassifier, answer_reason, multiple_choice_reason, proof_reason
+from mimo.data.decontam import BENCHMARKS, NgramIndex
 from mimo.errors import MimoError
-from mimo.rewards.pool import PoolConfig
-from mimo.rl.trainer import RolloutConfig
-from mimo.utils.io import atomic_open, iter_jsonl
+from mimo.infer.client import ChatClient
+from mimo.rewards import passed
+from mimo.rewards.code import _check_tests, extract_code
+from mimo.rewards.pool import PoolConfig, RewardPool
+from mimo.rl.rollout import RolloutConfig
+from mimo.utils.io import atomic_open, iter_jsonl, open_text
 from mimo.utils.logging import progress
+
 
 @dataclasses.dataclass
 class CurateConfig:
@@ -89,12 +94,11 @@ class CurateConfig:
 
 def _raw_lines(path: Path) -> list[str]:
     """The file's lines as :func:`mimo.utils.io.iter_jsonl` numbers them (text mode, universal newlines)."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
+    with open_text(path) as f:
         return [line.rstrip("\n") for line in f]
 
 
-def load_items(cfg: CurateConfig, report: CurationReport) -> list[Item]:
+def load_items(cfg: CurateConfig, report: CurationReport) -> list[Candidate]:
     """Stage 1: parse, validate and number the records."""
     path = Path(cfg.input)
     bad: list[tuple[int, str]] | None = None if cfg.strict else []
@@ -106,7 +110,7 @@ def load_items(cfg: CurateConfig, report: CurationReport) -> list[Item]:
     for line, rec in records:
         report.records += 1
         kind = rec.get("kind") or ("code" if "tests" in rec else "math")
-        item = Item(line, raw[line - 1], rec, str(rec.get("id", f"line{line}")), str(kind))
+        item = Candidate(line, raw[line - 1], rec, str(rec.get("id", f"line{line}")), str(kind))
         if "id" not in rec:
             item.added["id"] = item.id
         report.kinds_in[item.kind] += 1
@@ -133,10 +137,8 @@ def _record_problem(rec: dict, kind: str) -> str:
     return ""
 
 
-def rule_filter(items: list[Item], report: CurationReport) -> list[Item]:
+def rule_filter(items: list[Candidate], report: CurationReport) -> list[Candidate]:
     """Stage 2: proof and multiple-choice rules (math); tests present and in the judge's format (code)."""
-    from mimo.data.curate_rules import multiple_choice_reason, proof_reason
-    from mimo.rewards.code import _check_tests
 
     kept = []
     for item in items:
@@ -164,9 +166,8 @@ def rule_filter(items: list[Item], report: CurationReport) -> list[Item]:
     return kept
 
 
-def decontaminate(items: list[Item], cfg: CurateConfig, report: CurationReport) -> list[Item]:
+def decontaminate(items: list[Candidate], cfg: CurateConfig, report: CurationReport) -> list[Candidate]:
     """Stage 3: drop problems sharing an n-gram with a benchmark item."""
-    from mimo.data.decontam import NgramIndex
 
     if not cfg.benchmarks:
         report.notes["decontamination"] = "off (no benchmarks)"
@@ -187,12 +188,10 @@ def decontaminate(items: list[Item], cfg: CurateConfig, report: CurationReport) 
     return kept
 
 
-def verify(items: list[Item], cfg: CurateConfig, report: CurationReport) -> list[Item]:
+def verify(items: list[Candidate], cfg: CurateConfig, report: CurationReport) -> list[Candidate]:
     """Stage 4: Math-Verify parses every gold answer; every golden solution passes all its tests."""
-    from mimo.data.curate_rules import answer_reason
-    from mimo.rewards.code import extract_code
 
-    jobs: list[tuple[Item, str, str, object]] = []  # (item, kind, completion, reference)
+    jobs: list[tuple[Candidate, str, str, object]] = []  # (item, kind, completion, reference)
     failed: set[int] = set()  # id() of the dropped items
     for item in items:
         rec = item.rec
@@ -212,8 +211,6 @@ def verify(items: list[Item], cfg: CurateConfig, report: CurationReport) -> list
     if no_solution:
         report.notes["code_without_solution"] = f"{len(no_solution)} kept unverified (no golden solution)"
     if jobs:
-        from mimo.rewards.pool import RewardPool
-
         with RewardPool(cfg.pool) as pool:
             futures = [pool.submit(kind, completion, ref) for _, kind, completion, ref in jobs]
             for (item, kind, _, _), future in zip(jobs, progress(futures, desc="verify answers / golden solutions")):
@@ -224,7 +221,7 @@ def verify(items: list[Item], cfg: CurateConfig, report: CurationReport) -> list
     return [item for item in items if id(item) not in failed]
 
 
-def _verification_drop(item: Item, kind: str, future) -> tuple[str, str, dict] | None:
+def _verification_drop(item: Candidate, kind: str, future) -> tuple[str, str, dict] | None:
     """(reason, detail, extra report fields) when the gold answer or the golden solution fails, else None."""
     try:
         res = future.result()
@@ -235,7 +232,7 @@ def _verification_drop(item: Item, kind: str, future) -> tuple[str, str, dict] |
     except Exception as e:  # noqa: BLE001 -- a failure of ours: reported, never a silent keep or drop
         return ("unparsable_answer" if kind == "gold" else "judge_error"), f"{type(e).__name__}: {e}"[:300], {}
     if kind == "gold":
-        if res.score >= 1.0:
+        if passed(res.score):
             return None
         why = {"bad_gold": "Math-Verify parses nothing from it", "timeout": "Math-Verify timed out on it",
                "not_math": "Math-Verify finds no mathematical expression in it"}
@@ -249,9 +246,8 @@ def _verification_drop(item: Item, kind: str, future) -> tuple[str, str, dict] |
     return None
 
 
-def dedup(items: list[Item], cfg: CurateConfig, report: CurationReport) -> list[Item]:
+def dedup(items: list[Candidate], cfg: CurateConfig, report: CurationReport) -> list[Candidate]:
     """Stage 5: keep the first of each group of near-duplicates."""
-    from mimo.data.curate_dedup import NearDuplicates
 
     index = NearDuplicates(n=cfg.dedup_n, threshold=cfg.dedup_threshold)
     kept = []
@@ -264,10 +260,8 @@ def dedup(items: list[Item], cfg: CurateConfig, report: CurationReport) -> list[
     return kept
 
 
-def llm_classify(items: list[Item], cfg: CurateConfig, report: CurationReport) -> list[Item]:
+def llm_classify(items: list[Candidate], cfg: CurateConfig, report: CurationReport) -> list[Candidate]:
     """Stage 6 (``--llm_endpoint``): the LLM's proof / multiple-choice labels for the math problems left."""
-    from mimo.data.curate_rules import LLMClassifier
-    from mimo.data.llm_client import ChatClient
 
     math = [item for item in items if item.kind == "math"]
     labels = LLMClassifier(ChatClient(cfg.llm_endpoint, cfg.llm_model),
@@ -285,9 +279,8 @@ def llm_classify(items: list[Item], cfg: CurateConfig, report: CurationReport) -
     return [item for item in items if id(item) not in gone]
 
 
-def difficulty(items: list[Item], cfg: CurateConfig, report: CurationReport) -> list[Item]:
+def difficulty(items: list[Candidate], cfg: CurateConfig, report: CurationReport) -> list[Candidate]:
     """Stage 7 (``--model``/``--endpoint``/``--reference``): rollouts and the pass-rate thresholds."""
-    from mimo.data.curate_difficulty import added_fields, difficulty_drop, roll_out
 
     def records(chosen):
         return {item.id: {**item.rec, "id": item.id, "kind": item.kind} for item in chosen}
@@ -296,14 +289,14 @@ def difficulty(items: list[Item], cfg: CurateConfig, report: CurationReport) -> 
     reference: dict = {}
     if (cfg.reference or cfg.reference_endpoint) and items:
         n = cfg.reference_rollouts or cfg.rollouts
-        reference, timing = roll_out(records(items), n, model=cfg.reference, endpoint=cfg.reference_endpoint,
-                                     **common)
+        reference, timing = model_difficulty.roll_out(records(items), n, model=cfg.reference,
+                                                       endpoint=cfg.reference_endpoint, **common)
         report.notes["reference_rollouts"] = f"{n} per problem, {timing['seconds']}s"
         survivors = []
         for item in items:
             ref = reference.get(item.id)
             drop = ("rollout_failed", "reference rollouts missing") if ref is None else \
-                difficulty_drop(item.kind, None, ref)
+                model_difficulty.difficulty_drop(item.kind, None, ref)
             if drop:
                 report.drop(item, *drop, **({"reference_pass_rate": round(ref.pass_rate, 6)} if ref else {}))
             else:
@@ -311,7 +304,8 @@ def difficulty(items: list[Item], cfg: CurateConfig, report: CurationReport) -> 
         items = survivors
     policy: dict = {}
     if (cfg.model or cfg.endpoint) and items:
-        policy, timing = roll_out(records(items), cfg.rollouts, model=cfg.model, endpoint=cfg.endpoint, **common)
+        policy, timing = model_difficulty.roll_out(records(items), cfg.rollouts, model=cfg.model,
+                                                   endpoint=cfg.endpoint, **common)
         report.notes["policy_rollouts"] = (f"{cfg.rollouts} per problem, {timing['seconds']}s, "
                                            f"idle ratio {timing['idle_ratio']}")
     kept = []
@@ -320,9 +314,9 @@ def difficulty(items: list[Item], cfg: CurateConfig, report: CurationReport) -> 
         if (cfg.model or cfg.endpoint) and stats is None:
             report.drop(item, "rollout_failed", "policy rollouts missing")
             continue
-        drop = difficulty_drop(item.kind, stats, None, math_max_pass_rate=cfg.math_max_pass_rate,
+        drop = model_difficulty.difficulty_drop(item.kind, stats, None, math_max_pass_rate=cfg.math_max_pass_rate,
                                code_max_pass_rate=cfg.code_max_pass_rate)
-        fields = added_fields(item.kind, stats, ref, cfg.n_levels)
+        fields = model_difficulty.added_fields(item.kind, stats, ref, cfg.n_levels)
         if drop:
             report.drop(item, *drop, **{k: v for k, v in fields.items() if k.endswith("pass_rate")})
             continue
@@ -334,7 +328,7 @@ def difficulty(items: list[Item], cfg: CurateConfig, report: CurationReport) -> 
 # ------------------------------------------------------------------------------------------------------ main
 
 
-def curate(cfg: CurateConfig, report: CurationReport) -> list[Item]:
+def curate(cfg: CurateConfig, report: CurationReport) -> list[Candidate]:
     """Run the stages (module docstring); returns the kept items, in input order."""
     stages = [("rules", lambda xs: rule_filter(xs, report)),
               ("decontaminate", lambda xs: decontaminate(xs, cfg, report)),

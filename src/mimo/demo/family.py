@@ -21,13 +21,22 @@ Budgets are in steps (not seconds), so a re-run with the same seed gives the sam
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import time
 from pathlib import Path
 
-from mimo.config import F, resolve_config, stage_cli
-from mimo.errors import MimoError
+from mimo.config import F, stage_cli
+from mimo.demo.report import write_report
+from mimo.demo.stages import (
+    compute_control_steps,
+    evaluate_family,
+    measure_rollout,
+    measure_specdec,
+    run_control,
+    run_mtp,
+    run_pretrain,
+    run_rl,
+    run_sft,
+)
 from mimo.utils.logging import format_seconds
 
 
@@ -86,27 +95,8 @@ class Progress:
         return time.perf_counter() - self.t0
 
 
-def _tiny(cls, section: str, **overrides):
-    """A stage config from the tiny preset with Python-valued overrides (dotted keys for nested fields)."""
-    cfg = resolve_config(cls, section, preset="tiny")
-    from mimo.config import from_dict
-
-    nested: dict = {}
-    for key, value in overrides.items():
-        d = nested
-        parts = key.split(".")
-        for p in parts[:-1]:
-            d = d.setdefault(p, {})
-        d[parts[-1]] = value
-    return from_dict(cls, nested, f"demo:{section}", base=cfg)
-
-
 def main(cfg: DemoConfig) -> dict:
     import torch
-
-    from mimo.demo_report import write_report
-    from mimo.demo_stages import (compute_control_steps, evaluate_family, measure_rollout, measure_specdec,
-                                  run_control, run_mtp, run_pretrain, run_rl, run_sft)
 
     cfg = cfg.scaled()
     out = Path(cfg.out)
