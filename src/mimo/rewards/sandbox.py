@@ -79,6 +79,7 @@ class JudgeLimits:
     processes: int = F(8, "processes and threads of the program's uid (RLIMIT_NPROC)")
     output_bytes: int = F(8 << 20, "stdout cap per test; a program printing more gets wrong_answer")
     tmp_mb: int = F(64, "size of the private /tmp, MiB")
+    prelude: bool = F(True, "put LiveCodeBench's import prelude before stdin/functional programs, as it does")
     unsafe: bool = F(False, "run without bubblewrap (rlimits only) where bwrap is missing: NOT isolated")
 
     def __post_init__(self) -> None:
