@@ -26,16 +26,15 @@ runner executes LiveCodeBench's import prelude (:data:`mimo.rewards.runner.PRELU
 alike, since both call this judge (``prelude=False`` turns it off).
 
 **Where mimo departs from LiveCodeBench's grader, on purpose** (the conformance suite in
-``tests/test_rewards_lcb_conformance.py`` lists each case): the program runs as a real ``__main__`` on a real
-stdin, in a fresh process per test, rather than wrapped in a function under a mocked ``sys.stdin`` in one process
-for all tests.  So ``for line in sys.stdin`` works (the mock is not iterable), ``sys.stdin.buffer.readline()``
-returns successive lines (the mock always returns the first), ``os.write(1, ...)`` output counts, a function's
-``global`` statement reaches the program's top-level variables, an ``if __name__ == "__main__":`` that is not the last
-statement runs, ``quit()`` exits
-like ``exit()`` (LiveCodeBench sets ``quit`` to None), a program that starts with ``from __future__`` runs (the
-prepended prelude makes it a SyntaxError there), no state leaks from one test into the next, and a non-zero exit
-status is a runtime error (LiveCodeBench swallows ``SystemExit`` whatever its code).  Memory is capped (RLIMIT_AS,
-``memory_mb``); LiveCodeBench sets no cap.
+``tests/test_rewards_lcb_conformance.py`` lists each case): the program runs as a real ``__main__`` on a real stdin,
+in a fresh process per test, rather than wrapped in a function under a mocked ``sys.stdin`` in one process for all
+tests. So ``for line in sys.stdin`` works (the mock is not iterable), ``sys.stdin.buffer.readline()`` returns
+successive lines (the mock always returns the first), ``os.write(1, ...)`` output counts, a function's ``global``
+statement reaches the program's top-level variables, an ``if __name__ == "__main__":`` that is not the last
+statement runs, ``quit()`` exits like ``exit()`` (LiveCodeBench sets ``quit`` to None), a program that starts with
+``from __future__`` runs (the prepended prelude makes it a SyntaxError there), no state leaks from one test into the
+next, and a non-zero exit status is a runtime error (LiveCodeBench swallows ``SystemExit`` whatever its code).
+Memory is capped (RLIMIT_AS, ``memory_mb``); LiveCodeBench sets no cap.
 
 **Threat model.**  The program is hostile and knows this module.  Assets: the verdicts, the expected outputs and
 check code, the host.  What stands between the program and a verdict:
