@@ -106,7 +106,8 @@ CASES = [
     # ---------------------------------------------------------------------------------- imports, prelude
     Case("bare sqrt", "print(int(sqrt(16)))\n", [stdin("", "4")], (P,)),
     Case("bare Counter and deque", "print(Counter('aab')['a'], len(deque([1])))\n", [stdin("", "2 1")], (P,)),
-    Case("List[int] in a signature", "class Solution:\n    def f(self, xs: List[int]) -> int:\n        return len(xs)\n",
+    Case("List[int] in a signature",
+         "class Solution:\n    def f(self, xs: List[int]) -> int:\n        return len(xs)\n",
          [call("[1, 2]", "2")], (P,)),
     Case("recursion depth 10000", "def d(n):\n    return 0 if n == 0 else 1 + d(n - 1)\nprint(d(10000))\n",
          [stdin("", "10000")], (P,)),

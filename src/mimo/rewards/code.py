@@ -271,7 +271,7 @@ def _verdict(test: dict, report: dict, check: dict | None, lim: JudgeLimits) -> 
         return "time_limit", f"over the {cpu_limit:g}s CPU limit"
     if status == "output_limit":
         return "wrong_answer", f"output limit exceeded (over {lim.output_bytes} bytes)"
-    if code == EXIT_MEMORY or (code != 0 and _last_line(err).startswith("MemoryError")):
+    if code == EXIT_MEMORY or report.get("oom") or (code != 0 and _last_line(err).startswith("MemoryError")):
         return "memory_limit", f"over the {lim.memory_mb} MiB memory limit"
     if code == EXIT_RUNNER_BUG:
         return "sandbox_error", f"runner failed before the program ran: {_last_line(err)}"

@@ -30,6 +30,7 @@ non-finite floats.  :func:`decode` only ever builds those built-in types, so it 
 from __future__ import annotations
 
 import builtins
+import gc
 import json
 import math
 import os
@@ -416,6 +417,7 @@ def main(argv: list[str]) -> int:
     os.close(channel_fd)
     for name in PRELUDE_MODULES:  # imported once here, so that a test's prelude only binds names (fork is CoW)
         __import__(name)
+    gc.freeze()  # a collection in a test's process must not walk (and so copy) every page the runner owns
     out = sys.stdout.buffer
     for line in sys.stdin.buffer:
         job = json.loads(line)
