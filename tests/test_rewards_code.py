@@ -221,3 +221,15 @@ def test_annotations_and_the_prelude_behave_as_in_livecodebench():
     # the RL reward (code_reward) runs the same judge with the same default
     completion = f"<think>ok</think>\n```python\n{relies}```"
     assert code_reward(completion, {"tests": tests}).score == 1.0
+
+
+def test_rl_reward_and_eval_grade_a_prelude_program_alike():
+    from mimo.eval.grading import submit
+
+    body = "def f(xs: List[int]) -> int:\n    return int(sqrt(sum(Counter(xs).values())))\nprint(f(list(range(16))))\n"
+    completion = f"<think>ok</think>\n```python\n{body}```"
+    reference = {"tests": [{"testtype": "stdin", "input": "", "output": "4"}]}
+    with RewardPool(workers=1) as pool:
+        rl = pool.submit("code", completion, reference).result()  # what the RL engine submits
+        ev = submit(pool, "lcb", completion, reference).result()  # what `mimo eval` submits
+    assert rl.score == ev.score == 1.0 and rl.verdicts == ev.verdicts == ("passed",)

@@ -1,4 +1,4 @@
-"""The math reward: Math-Verify on the final answer, with the pitfalls of DESIGN.md section 2 handled.
+"""The math reward: Math-Verify on the final answer, with its known pitfalls handled (below).
 
 ``math_reward(completion, gold)`` scores 1 when the answer written after ``</think>`` (the whole completion when
 there is no reasoning block) is mathematically equal to ``gold``, else 0 with a reason:

@@ -400,9 +400,22 @@ def _ipc_leftovers() -> bool:
     return False
 
 
+def _not_dumpable() -> None:
+    """PR_SET_DUMPABLE 0 (inherited by the checker and the tests): a same-uid program can then neither ptrace us
+    nor open our /proc files -- e.g. the checker's channel to the judge, to write a forged outcome there."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # 4 = PR_SET_DUMPABLE
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv: list[str]) -> int:
     """Serve jobs, one JSON line each on stdin, until EOF: a report line per test, then ``{"job", "done"}``."""
     check_uid = int(argv[argv.index("--check-uid") + 1]) if "--check-uid" in argv else None
+    if check_uid is None:  # not root: the program keeps our uid, so /proc/<runner or checker>/fd must be closed to it
+        _not_dumpable()
     channel_fd = int(argv[argv.index("--checker-fd") + 1])
     # Fork the checker before reading anything: it never holds the code or the inputs of any job.
     control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
