@@ -103,15 +103,17 @@ def _parse_whole(parse, text: str, timeout_s: int | None) -> list:
     unparsable.  (A value from a separate, earlier answer is kept: that is Math-Verify's intent.)
     """
     found = parse(text, parsing_timeout=timeout_s, raise_on_error=True)
-    if not any(_is_math(x) for x in found):
+    values = [re.sub(r"\s+", "", str(x)) for x in found if _is_math(x)]
+    strings = [x for x in found if not _is_math(x)]  # the first candidate's text, parsed or not
+    if not values or not strings:
         return found
+    first_text = re.sub(r"\s+", "", strings[0])
+    if not all(v in first_text and v != first_text for v in values):
+        return found  # not a piece of the first candidate: nothing to check (and no second parse to pay for)
     first = parse(text, parsing_timeout=timeout_s, raise_on_error=True, extraction_mode="first_match")
     if any(_is_math(x) for x in first) or not first:
-        return found
-    failed = re.sub(r"\s+", "", str(first[0]))
-    if all(re.sub(r"\s+", "", str(x)) in failed for x in found if _is_math(x)):
-        return []
-    return found
+        return found  # the first candidate itself parsed (to a value that happens to be a piece of its text)
+    return []
 
 
 @functools.lru_cache(maxsize=1)
