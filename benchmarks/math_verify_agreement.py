@@ -58,6 +58,8 @@ def main() -> int:
     parser.add_argument("--tests", required=True, help="Math-Verify's tests/ folder")
     parser.add_argument("--workers", type=int, default=0, help="reward workers (0: one per CPU)")
     parser.add_argument("--json", default=None, help="write the counts and disagreements here")
+    parser.add_argument("--timeout", type=float, default=30.0,
+                        help="wall-clock seconds per row (generous: a loaded machine must not turn rows into timeouts)")
     args = parser.parse_args()
     folder = Path(args.tests)
     files = sorted(folder.glob("test_*.py"))
@@ -67,7 +69,7 @@ def main() -> int:
     from mimo.rewards.pool import RewardPool, default_workers
 
     rows = [r for f in files for r in parametrize_rows(f)]
-    with RewardPool(workers=args.workers or default_workers(), math_timeout=10.0) as pool:
+    with RewardPool(workers=args.workers or default_workers(), math_timeout=args.timeout) as pool:
         results = pool.map("math", [r["pred"] for r in rows], [r["gold"] for r in rows])
     for r, res in zip(rows, results):
         r["mimo"], r["reason"] = res.score == 1.0, res.reason
