@@ -23,16 +23,17 @@ def test_doctests():
 def test_stdin_tests_compare_lines_tokens_and_floats():
     code = "a, b = map(float, input().split())\nprint(a / b)\nprint('done')\n"
     tests = [
-        {"testtype": "stdin", "input": "1 3\n", "output": "0.333333333\ndone\n"},  # float within 1e-6
+        {"testtype": "stdin", "input": "1 3\n", "output": "0.333333333\ndone\n", "tolerance": 1e-6},  # asked for
         {"testtype": "stdin", "input": "1 4\n", "output": "0.25 \n  done"},        # whitespace
         {"testtype": "stdin", "input": "1 2\n", "output": "0.6\ndone"},            # wrong
         {"testtype": "stdin", "input": "1 0\n", "output": "inf\ndone"},            # ZeroDivisionError
         {"testtype": "stdin", "input": "", "output": ""},                          # EOFError
     ]
+    tests.append({"testtype": "stdin", "input": "1 3\n", "output": "0.333333333\ndone\n"})  # exact by default
     r = judge(code, tests, time_limit=5)
-    assert r.verdicts == ["passed", "passed", "wrong_answer", "runtime_error", "runtime_error"]
+    assert r.verdicts == ["passed", "passed", "wrong_answer", "runtime_error", "runtime_error", "wrong_answer"]
     assert "ZeroDivisionError" in r.details[3] and "EOFError" in r.details[4]
-    assert len(r.times) == 5 and all(t >= 0 for t in r.times)
+    assert len(r.times) == 6 and all(t >= 0 for t in r.times)
 
 
 def test_functional_tests_named_function_and_solution_class():
@@ -71,10 +72,26 @@ def test_codec_round_trip_and_rejects_junk():
 
 
 def test_values_and_outputs_match():
-    assert values_match([1.0, (2, 3)], [1, [2, 3]]) and not values_match([1], [1, 1])
+    assert values_match((1.0, [2, 3]), [1, [2, 3]]) and not values_match([1], [1, 1])
+    assert not values_match([1.0, (2, 3)], [1, [2, 3]])  # tuples become lists at the top level only, as in LCB
     assert not values_match("1", 1) and values_match(True, True)
     assert outputs_match("YES\n", "YES") and not outputs_match("YES", "NO")
     assert not outputs_match("", "0")
+
+
+def test_integers_never_get_a_tolerance():
+    # the old 1e-6 relative tolerance passed all of these
+    for got, want in [("1000001", "1000000"), (str(10 ** 17 + 1), str(10 ** 17)), ("998244353", "998244352"),
+                      ("998243355", "998244352")]:
+        for tol in (None, 1e-6):
+            assert not outputs_match(got, want, tol), (got, want, tol)
+            assert not values_match(int(got), int(want), tol)
+    assert outputs_match("1e6", "1000000") and outputs_match("+5", "5") and outputs_match("2.50", "2.5")  # Decimal
+    assert not outputs_match("3.0000001", "3", 1e-6)  # the expected token is an integer: exact
+    assert outputs_match("3.0000001", "3.0", 1e-6) and not outputs_match("3.01", "3.0", 1e-6)
+    assert values_match([0.30000000000000004], [0.3], 1e-9) and not values_match([0.30000000000000004], [0.3])
+    with pytest.raises(MimoError, match="tolerance"):
+        judge("print(1)", [{"testtype": "stdin", "input": "", "output": "1", "tolerance": "1e-6"}])
 
 
 def test_extract_code_and_code_reward():
@@ -150,3 +167,69 @@ def test_mimo_judge_run_command(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "test 0: passed" in out and "test 1: wrong_answer" in out and "1/2 passed" in out
     assert main(["judge", "run", "--code", str(tmp_path / "missing.py"), "--tests", str(tmp_path / "tests.json")]) == 2
+
+
+FORTY_TWO = [{"testtype": "functional", "input": "1", "output": "42", "fn_name": "f"}]
+
+
+def test_the_program_cannot_write_its_own_verdict():
+    """Regression: these returned 0 and were graded as if they had returned 42."""
+    cases = {
+        "patched json.dumps": "import json\njson.dumps = lambda *a, **k: '42'\ndef f(x):\n    return 0\n",
+        "fd 3 then exit": "import os\ndef f(x):\n    try:\n        os.write(3, b'42')\n    except OSError:\n"
+                          "        pass\n    os._exit(0)\n",
+        "patched codec": "import sys\nfor m in list(sys.modules.values()):\n    for name in ('dumps_value', 'encode', "
+                         "'make_serializer', 'result_marker'):\n        if hasattr(m, name):\n"
+                         "            setattr(m, name, lambda *a, **k: '42')\n"
+                         "import builtins\nbuiltins.isinstance = lambda *a: True\nimport os\nos.write = lambda *a: 0\n"
+                         "def f(x):\n    return 0\n",
+        "prints a result line": "def f(x):\n    print('42')\n"
+                                "    print('\\x00mimo-result:' + '0' * 32 + '\\x00' + '42')\n    return 0\n",
+    }
+    for name, code in cases.items():
+        r = judge(code, FORTY_TWO)
+        assert r.verdicts == ["wrong_answer"], (name, r)
+    # fd 3 is closed: the bare write is an exception (the program's fault), not a pass
+    assert judge("import os\ndef f(x):\n    os.write(3, b'42')\n    os._exit(0)\n", FORTY_TWO).verdicts == \
+        ["runtime_error"]
+    # the honest program still passes, also when it prints and patches json itself
+    assert judge("import json\njson.dumps = None\ndef f(x):\n    print(1)\n    return 42\n", FORTY_TWO).passed == [True]
+
+
+def test_only_stdin_stdout_stderr_reach_the_program():
+    code = ("import os\nprint(sorted(int(fd) for fd in os.listdir('/proc/self/fd')))\n"
+            "def f(x):\n    return sorted(int(fd) for fd in os.listdir('/proc/self/fd'))\n")
+    # listdir itself holds one descriptor while it runs: the lowest free one, 3
+    tests = [{"testtype": "stdin", "input": "", "output": "[0, 1, 2, 3]"},
+             {"testtype": "functional", "input": "0", "output": "[0, 1, 2, 3]", "fn_name": "f"},
+             {"testtype": "assert", "test": "assert candidate(0) == [0, 1, 2, 3]\n", "entry_point": "f"}]
+    assert judge(code, tests).verdicts == ["passed"] * 3
+
+
+def test_annotations_and_the_prelude_behave_as_in_livecodebench():
+    annotated = ("def f(x: int) -> int:\n    return x\n"
+                 "print(f.__annotations__['x'] is int)\n")
+    assert judge(annotated, [{"testtype": "stdin", "input": "", "output": "True"}]).passed == [True]
+    undefined = "def f(x: Undefined) -> int:\n    return x\nprint(1)\n"  # evaluated at def time: NameError
+    assert judge(undefined, [{"testtype": "stdin", "input": "", "output": "1"}]).verdicts == ["runtime_error"]
+    relies = ("def f(xs: List[int]) -> int:\n    return int(sqrt(sum(Counter(xs).values())))\n"
+              "def deep(n):\n    return 0 if n == 0 else 1 + deep(n - 1)\n"
+              "print(f([1, 2, 2, 4]), deep(20000))\n")
+    tests = [{"testtype": "stdin", "input": "", "output": "2 20000"}]
+    assert judge(relies, tests).passed == [True]
+    assert judge(relies, tests, prelude=False).verdicts == ["runtime_error"]
+    # the RL reward (code_reward) runs the same judge with the same default
+    completion = f"<think>ok</think>\n```python\n{relies}```"
+    assert code_reward(completion, {"tests": tests}).score == 1.0
+
+
+def test_rl_reward_and_eval_grade_a_prelude_program_alike():
+    from mimo.eval.grading import submit
+
+    body = "def f(xs: List[int]) -> int:\n    return int(sqrt(sum(Counter(xs).values())))\nprint(f(list(range(16))))\n"
+    completion = f"<think>ok</think>\n```python\n{body}```"
+    reference = {"tests": [{"testtype": "stdin", "input": "", "output": "4"}]}
+    with RewardPool(workers=1) as pool:
+        rl = pool.submit("code", completion, reference).result()  # what the RL engine submits
+        ev = submit(pool, "lcb", completion, reference).result()  # what `mimo eval` submits
+    assert rl.score == ev.score == 1.0 and rl.verdicts == ev.verdicts == ("passed",)

@@ -216,3 +216,21 @@ def test_known_hanging_input_times_out_with_default_settings():
         results = [f.result() for f in futures]
     assert [r.reason for r in results] == ["timeout", "timeout", ""]
     assert time.monotonic() - start < 2 * 4.0 + 10  # two walls at most, plus one worker restart
+
+
+def test_an_answer_read_only_in_part_scores_zero():
+    # Math-Verify reads these as their base (the brackets defeat its LaTeX parser; a smaller match then parses)
+    for answer, gold in [("$5^(5^(5^(5^5)))$", "5"), ("$2^(2^(2^2))$", "2"), ("$10^(10^(10))$", "10")]:
+        r = math_reward(f"<think>x</think> {answer}", gold, timeout_s=5)
+        assert (r.score, r.reason) == (0.0, "no_answer"), answer
+    # still read: braces, a single bracketed exponent, and a value from a separate earlier answer
+    assert math_reward("$5^{5^{5}}$", "5^{5^5}", timeout_s=5).score == 1.0
+    assert math_reward("$2^(3)$", "8", timeout_s=5).score == 1.0
+    assert math_reward("The answer is $x$. Also $\\frac{1}{$", "x", timeout_s=5).score == 1.0
+
+
+def test_decimal_comma_gold():
+    assert math_reward("1.22", "1,22").score == 1.0 and math_reward("$1.22$", "1,22").score == 1.0
+    assert math_reward("$\\{1, 22\\}$", "1,22").score == 1.0  # the pair reading stays correct
+    assert math_reward("$1.21$", "1,22").score == 0.0
+    assert math_reward("$1000$", "1,000").score == 1.0 and math_reward("$-2.1$", "-2,1").score == 0.0

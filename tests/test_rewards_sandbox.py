@@ -153,6 +153,11 @@ def test_hostile_programs_get_the_right_verdicts_and_nothing_escapes(pool, tmp_p
                                      "json.dumps = lambda *a, **k: 'true'\nsys.modules['math'] = None\n"
                                      "def f(x):\n    return 5\nif __name__ == '__main__':\n    print(5)\n",
                                      STDIN + FUNCTIONAL + ASSERT),
+        "patched json.dumps": ("import json\njson.dumps = lambda *a, **k: '6'\ndef f(x):\n    return 0\n",
+                               FUNCTIONAL + ASSERT),
+        "result forged on fd 3": ("import os\ndef f(x):\n    for fd in (0, 1, 3):\n        try:\n"
+                                  "            os.write(fd, b'6' if fd != 0 else b'{\"ok\":6}\\n')\n"
+                                  "        except OSError:\n            pass\n    os._exit(0)\n", FUNCTIONAL + ASSERT),
     }
     slow = {"fork bomb", "infinite loop", "long sleep"}  # expected time_limit: the module's 2 s
     for name, case in cases.items():  # every other verdict must not depend on how loaded the machine is
@@ -176,10 +181,12 @@ def test_hostile_programs_get_the_right_verdicts_and_nothing_escapes(pool, tmp_p
         "daemon left behind": ("passed",),
         "print a gigabyte": ("wrong_answer",),  # output limit
         "flood stderr": ("passed",),
-        "os._exit(0) first": ("wrong_answer", "runtime_error", "runtime_error"),
+        "os._exit(0) first": ("wrong_answer", "wrong_answer", "runtime_error"),  # no answer; no checks ran
         "__eq__ always true": ("wrong_answer",) * 3,
         "int with rigged __eq__": ("wrong_answer",) * 2,
         "monkeypatched comparison": ("wrong_answer",) * 3,
+        "patched json.dumps": ("wrong_answer",) * 2,
+        "result forged on fd 3": ("wrong_answer",) * 2,
     }
     assert verdicts == expected
     # nothing escaped

@@ -6,9 +6,9 @@ generation goes on.  What this module adds is how each benchmark's completion be
 
 * ``math`` -- the completion as is (``math_reward`` reads after ``</think>``);
 * ``code`` -- the completion as is (``code_reward`` takes its last fenced Python block after ``</think>``);
-* ``lcb`` -- that block behind LiveCodeBench's header of wholesale standard-library imports (``from typing import
-  *``, ``collections``, ``heapq``, ...), which LiveCodeBench's own harness puts before every program, so that
-  ``List[int]`` in a starter signature or a bare ``deque`` works the same here;
+* ``lcb`` -- that block as the program, graded by the judge's LiveCodeBench rules (its comparisons and its import
+  prelude, :data:`mimo.rewards.runner.PRELUDE`, which the judge puts before every stdin/functional program -- in
+  the RL code reward too, so that a solution relying on a bare ``sqrt`` or ``Counter`` scores the same in both);
 * ``humaneval`` -- the prompt's code first (its imports and helpers), then the completion's code: a full function
   redefines the prompt's stub, a bare body (base-model style, no fence) continues it;
 * ``choice`` -- the letter after ``</think>`` (:func:`choice_letter`), compared here (no worker needed).
@@ -24,13 +24,6 @@ from concurrent.futures import Future
 from mimo.rewards import RewardResult
 from mimo.rewards.code import extract_code
 from mimo.rewards.math import answer_text
-
-# LiveCodeBench's harness imports these wholesale before each program; we do the same (our list, same intent).
-LCB_HEADER = "".join(f"from {m} import *\n" for m in (
-    "string", "re", "datetime", "collections", "heapq", "bisect", "copy", "math", "random", "statistics",
-    "itertools", "functools", "operator", "io", "sys", "json", "builtins", "typing")) + \
-    "import string, re, datetime, collections, heapq, bisect, copy, math, random, statistics, itertools, " \
-    "functools, operator, io, sys, json\nsys.setrecursionlimit(50000)\n"
 
 _BOXED_LETTER = re.compile(r"\\boxed\{\s*(?:\\text(?:bf)?\{)?\s*\(?([A-D])\)?\s*\}?\s*\}")
 _SAID_LETTER = re.compile(r"(?i:answer)\s*(?:(?i:is)\s*)?[:=]?\s*(?:\*\*)?\s*\(?([A-D])\)?(?![A-Za-z0-9])")
@@ -102,7 +95,7 @@ def submit(pool, grader: str, completion: str, reference) -> Future:
         code = extract_code(completion)
         if code is None:
             return _done(RewardResult(0.0, "no_code"))
-        return pool.submit("judge", LCB_HEADER + code, reference)
+        return pool.submit("judge", code, reference)  # the judge adds the prelude
     if grader == "humaneval":
         program = humaneval_program(completion, reference["prompt"])
         if program is None:

@@ -94,6 +94,65 @@ def dumps_value(x) -> str:
     return json.dumps(encode(x), allow_nan=False, separators=(",", ":"))
 
 
+def make_serializer():
+    """A private ``dumps_value`` for the solution process, built before the program runs.
+
+    It writes the codec's JSON itself and binds every builtin and helper it uses now, so that patching ``json``,
+    ``builtins`` (``isinstance``, ``len``...), this module or the runner afterwards does not change what it writes:
+    the program's own modules never serialise its result.  (Python-level patching only: a program that rewrites
+    its interpreter's memory can make it write anything -- which is the same as returning that value.)
+    """
+    from json.encoder import encode_basestring_ascii as quote  # C function when available: nothing to patch
+
+    b_type, b_int, b_float, b_str, b_bool = type, int, float, str, bool
+    b_list, b_tuple, b_set, b_frozen, b_dict = list, tuple, set, frozenset, dict
+    b_bytes, b_bytearray, b_complex = bytes, bytearray, complex
+    is_instance, finite, join, rep_int, rep_float = isinstance, math.isfinite, ",".join, int.__repr__, float.__repr__
+    items, it_list, it_tuple, it_set, it_frozen = dict.items, list.__iter__, tuple.__iter__, set.__iter__, \
+        frozenset.__iter__
+    latin, to_bytes, type_error = bytes.decode, bytes, TypeError
+    real, imag = complex.real.__get__, complex.imag.__get__  # not x.real: a subclass may override it
+
+    def tagged(kind: str, body: str) -> str:
+        return '{"$t":"' + kind + '","v":' + body + "}"
+
+    def dump(x, depth: int = 0) -> str:
+        if depth > 200:
+            raise type_error("value nested too deeply")
+        t = b_type(x)
+        if x is None:
+            return "null"
+        if t is b_bool:
+            return "true" if x else "false"
+        if is_instance(x, b_bool):
+            return "true" if b_int.__int__(x) else "false"
+        if is_instance(x, b_str):
+            return quote(b_str.__str__(x))
+        if is_instance(x, b_int):
+            return rep_int(b_int.__int__(x))
+        if is_instance(x, b_float):
+            v = b_float.__float__(x)
+            return rep_float(v) if finite(v) else tagged("float", quote(rep_float(v)))
+        if is_instance(x, b_list):
+            return "[" + join([dump(v, depth + 1) for v in it_list(x)]) + "]"
+        if is_instance(x, b_tuple):
+            return tagged("tuple", "[" + join([dump(v, depth + 1) for v in it_tuple(x)]) + "]")
+        if is_instance(x, b_frozen):
+            return tagged("frozenset", "[" + join([dump(v, depth + 1) for v in it_frozen(x)]) + "]")
+        if is_instance(x, b_set):
+            return tagged("set", "[" + join([dump(v, depth + 1) for v in it_set(x)]) + "]")
+        if is_instance(x, b_dict):
+            pairs = ["[" + dump(k, depth + 1) + "," + dump(v, depth + 1) + "]" for k, v in items(x)]
+            return tagged("dict", "[" + join(pairs) + "]")
+        if is_instance(x, (b_bytes, b_bytearray)):
+            return tagged("bytes", quote(latin(to_bytes(x), "latin-1")))
+        if is_instance(x, b_complex):
+            return tagged("complex", "[" + dump(real(x)) + "," + dump(imag(x)) + "]")
+        raise type_error(f"cannot encode a value of type {t.__name__}")
+
+    return dump
+
+
 MAX_INT_DIGITS = 20_000  # int(str) is quadratic: a hostile 8 MB number must not stall the judge
 
 
@@ -139,15 +198,17 @@ class Unencodable(Exception):
 class _Candidate:
     """``candidate(*args)`` in the check code: a call into the solution process, answered as plain values."""
 
-    def __init__(self, conn: socket.socket):
-        self._conn, self._reader = conn, conn.makefile("rb")
+    def __init__(self, conn: socket.socket, nonce: str):
+        self._conn, self._reader, self._nonce = conn, conn.makefile("rb"), nonce.encode()
 
     def _receive(self) -> dict:
         line = self._reader.readline(MESSAGE_LIMIT)
         if not line.endswith(b"\n"):
             raise CandidateDied("the solution process ended")
+        if not line.startswith(self._nonce):  # written by the program itself, not by the runner's driver
+            raise Unencodable("the solution sent a reply its driver did not sign")
         try:
-            reply = json.loads(line)
+            reply = json.loads(line[len(self._nonce):])
         except (ValueError, RecursionError):
             reply = None
         if not isinstance(reply, dict):
@@ -171,8 +232,8 @@ class _Candidate:
         raise Unencodable(str(reply.get("unencodable", "the candidate returned a value that is not plain data")))
 
 
-def _run_check(check: dict, conn: socket.socket) -> dict:
-    candidate = _Candidate(conn)
+def _run_check(check: dict, conn: socket.socket, nonce: str) -> dict:
+    candidate = _Candidate(conn, nonce)
     try:
         hello = candidate._receive()
     except CandidateDied:
@@ -183,9 +244,10 @@ def _run_check(check: dict, conn: socket.socket) -> dict:
         return {"outcome": "error", "detail": str(hello.get("error", "bad handshake"))[:2000]}
     namespace = {"__name__": "__check__", "__builtins__": builtins}
     try:
-        exec(compile(check.get("prelude") or "", "<prelude>", "exec"), namespace)
+        # dont_inherit: this module's `from __future__ import annotations` must not reach the check code
+        exec(compile(check.get("prelude") or "", "<prelude>", "exec", dont_inherit=True), namespace)
         namespace[check["entry_point"]] = namespace["candidate"] = candidate
-        exec(compile(check["test"], "<test>", "exec"), namespace)
+        exec(compile(check["test"], "<test>", "exec", dont_inherit=True), namespace)
         if callable(namespace.get("check")):
             namespace["check"](candidate)
     except CandidateDied as e:
@@ -227,7 +289,7 @@ def checker_main(channel: socket.socket, control: socket.socket, uid: int | None
             frame = json.loads(frame)
             job_id, checks = frame["job"], frame["checks"]
         try:
-            result = _run_check(checks[str(request["i"])], conn)
+            result = _run_check(checks[str(request["i"])], conn, request["nonce"])
         except BaseException as e:  # noqa: BLE001 -- a checker bug must not hang the judge
             result = {"outcome": "error", "detail": f"checker: {type(e).__name__}: {e}"}
         try:

@@ -3,21 +3,61 @@
 Test formats (a list of dicts; LiveCodeBench's two shapes plus HumanEval-style asserts):
 
 * ``{"testtype": "stdin", "input": str, "output": str}`` -- the program reads ``input`` on stdin; its stdout is
-  compared line by line, token by token, numbers within ``FLOAT_TOL`` (LiveCodeBench compares decimals exactly).
+  compared by :func:`outputs_match` (LiveCodeBench's rule, below).
 * ``{"testtype": "functional", "input": str, "output": str, "fn_name": str}`` -- ``input`` holds one JSON value per
   line, the arguments of ``fn_name`` (a top-level function, or a method of ``class Solution``); ``output`` is the
-  expected return value as JSON.  Tuples compare equal to lists (as in LiveCodeBench), floats within ``FLOAT_TOL``.
-  ``fn_name`` may also be given once, to :func:`judge`.
+  expected return value as JSON, compared by :func:`values_match`.  ``fn_name`` may also be given once, to
+  :func:`judge`.
 * ``{"testtype": "assert", "test": str, "entry_point": str, "prelude": str (optional)}`` -- HumanEval/MBPP style:
   ``test`` is trusted check code, either defining ``check(candidate)`` (called) or asserting at top level on
   ``candidate``/``entry_point``; ``prelude`` is trusted code run first in the checker (HumanEval's ``prompt``, whose
   helpers such as ``poly`` the checks call).
 
-Security: the expected outputs never enter the sandbox.  stdin output and call results are compared here, in the
-judge's process, on plain values rebuilt by :func:`mimo.rewards.runner.loads_value`; assert checks run in a
-separate checker process that holds no untrusted code and sees only such values.  So printing or returning a
-rigged object, monkeypatching ``==`` or ``json``, ``os._exit(0)`` before the checks, or reading other tests'
-expected outputs cannot turn a test green.
+stdin and functional tests may carry ``"tolerance": float`` for problems whose statement accepts an error (e.g.
+"within 1e-6"): then non-integer numbers may differ by that much, relative or absolute.  Integers never get one.
+
+**Comparison rules (LiveCodeBench's, ``lcb_runner/evaluation/testing_util.py``).**  stdin: both outputs stripped
+and split into lines, each line stripped, same number of lines; a line matches when equal, or when both lines are
+whitespace-separated numbers that are equal as exact ``Decimal`` (``1e3`` = ``1000``, ``2.50`` = ``2.5``, but
+``1000001`` != ``1000000`` and ``0.3333333`` != ``0.333333333``).  Functional: a returned tuple becomes a list (top
+level only), then ``==`` (so ``1.0 == 1``, but ``0.1 + 0.2 != 0.3``).  Before every stdin/functional program the
+runner executes LiveCodeBench's import prelude (:data:`mimo.rewards.runner.PRELUDE`: ``from math import *``,
+``collections``, ``typing``, ... and ``sys.setrecursionlimit(50000)``) -- in the RL reward and in ``mimo eval``
+alike, since both call this judge (``prelude=False`` turns it off).
+
+**Where mimo departs from LiveCodeBench's grader, on purpose** (the conformance suite in
+``tests/test_rewards_lcb_conformance.py`` lists each case): the program runs as a real ``__main__`` on a real stdin,
+in a fresh process per test, rather than wrapped in a function under a mocked ``sys.stdin`` in one process for all
+tests. So ``for line in sys.stdin`` works (the mock is not iterable), ``sys.stdin.buffer.readline()`` returns
+successive lines (the mock always returns the first), ``os.write(1, ...)`` output counts, a function's ``global``
+statement reaches the program's top-level variables, an ``if __name__ == "__main__":`` that is not the last
+statement runs, ``quit()`` exits like ``exit()`` (LiveCodeBench sets ``quit`` to None), a program that starts with
+``from __future__`` runs (the prepended prelude makes it a SyntaxError there), no state leaks from one test into the
+next, and a non-zero exit status is a runtime error (LiveCodeBench swallows ``SystemExit`` whatever its code).
+Memory is capped (RLIMIT_AS, ``memory_mb``); LiveCodeBench sets no cap.
+
+**Threat model.**  The program is hostile and knows this module.  Assets: the verdicts, the expected outputs and
+check code, the host.  What stands between the program and a verdict:
+
+* The expected outputs and the check code never enter the program's process: stdin output and call results are
+  compared here, in the judge's process, on plain values rebuilt by :func:`mimo.rewards.runner.loads_value`; assert
+  checks run in a separate checker process (own uid, forked before any program code exists) that sees only such
+  values.  A rigged ``__eq__``, a monkeypatched ``==``/``AssertionError``, or reading other tests' data gains
+  nothing.
+* The program runs with descriptors 0, 1 and 2 only (everything else is closed before it starts).  A call test's
+  value is written after the call returns by a serializer the driver built before the program was loaded
+  (:func:`mimo.rewards.checker.make_serializer`: its own JSON writer, builtins bound in advance), so patching
+  ``json``, ``builtins``, ``os.write`` or the codec module changes nothing; the runner and codec modules are
+  removed from ``sys.modules``.  The value goes on stdout behind a marker carrying a fresh per-test random nonce
+  that exists only in the driver's locals; the checker's RPC replies carry the same kind of nonce.  A program that
+  writes a fake result to any descriptor (``os.write(3, b'42')``) and exits gets ``wrong_answer`` or
+  ``runtime_error``, never ``passed``; exiting with status 0 before returning is ``wrong_answer`` (no answer).
+* Out of scope: a program that walks its own interpreter (``gc``, frames, ``ctypes``) can find the nonce and make
+  the driver report any value -- which is no more than returning that value, since it cannot learn the expected
+  one.  stdout *is* the answer of a stdin test, so whatever the program prints is graded, by definition.
+* Exit statuses the runner assigns (:data:`~mimo.rewards.runner.EXIT_MEMORY`, ...) can be faked with
+  ``os._exit``, but none of them maps to ``passed``.
+* Isolation (files, network, processes, other jobs): :mod:`mimo.rewards.sandbox`.
 
 Verdicts (:data:`VERDICTS`): ``passed``, ``wrong_answer`` (incl. output over the cap), ``time_limit`` (wall clock or
 CPU), ``memory_limit`` (MemoryError under RLIMIT_AS), ``runtime_error`` (exception, signal, non-zero exit, no
@@ -31,6 +71,7 @@ import math
 import re
 import signal
 from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
 
 from mimo.errors import MimoError
 from mimo.rewards import RewardResult
@@ -40,7 +81,6 @@ from mimo.rewards.sandbox import JudgeLimits, Sandbox, default_sandbox, make_lim
 
 VERDICTS = ("passed", "wrong_answer", "time_limit", "memory_limit", "runtime_error", "sandbox_error")
 TESTTYPES = ("stdin", "functional", "assert")
-FLOAT_TOL = 1e-6
 
 
 @dataclasses.dataclass
@@ -65,61 +105,85 @@ class JudgeResult:
 
 # -------------------------------------------------------------------------------------------------- comparing
 
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 
-def outputs_match(got: str, expected: str, tol: float = FLOAT_TOL) -> bool:
-    """stdin/stdout comparison: same lines after stripping; within a line, same tokens or numbers within ``tol``.
 
-    >>> outputs_match("3 4\\n5.0000001\\n\\n", "3  4\\n5")
-    True
-    >>> outputs_match("3\\n4", "3 4")
-    False
+def _decimals(line: str) -> list[Decimal] | None:
+    try:
+        return [Decimal(token) for token in line.split()]
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def _stripped_lines(text: str) -> list[str]:
+    return [line.strip() for line in text.strip().split("\n")]
+
+
+def outputs_match(got: str, expected: str, tol: float | None = None) -> bool:
+    """stdin/stdout comparison, LiveCodeBench's rule: both texts stripped and split into lines, each line stripped,
+    same number of lines; a line matches when it is equal, or when both lines are all numbers and the numbers are
+    equal as exact ``Decimal``s.  With ``tol`` (only for problems that ask for it), two non-integer numbers may also
+    differ by ``tol`` relative or absolute; integer tokens are always exact.
+
+    >>> outputs_match("3 4\\n5.0\\n\\n", "3  4\\n5"), outputs_match("1000001", "1000000")
+    (True, False)
+    >>> outputs_match("0.3333333", "0.333333333"), outputs_match("0.3333333", "0.333333333", tol=1e-6)
+    (False, True)
+    >>> outputs_match("Yes  no", "Yes no"), outputs_match("3\\n4", "3 4")  # words: the line must be equal
+    (False, False)
     """
-    got_lines, want_lines = got.strip().split("\n"), expected.strip().split("\n")
+    got_lines, want_lines = _stripped_lines(got), _stripped_lines(expected)
     if len(got_lines) != len(want_lines):
         return False
     for g, w in zip(got_lines, want_lines):
-        g, w = g.strip(), w.strip()
         if g == w:
             continue
-        g_tokens, w_tokens = g.split(), w.split()
-        if len(g_tokens) != len(w_tokens):
+        g_nums, w_nums = _decimals(g), _decimals(w)
+        if g_nums is None or w_nums is None or len(g_nums) != len(w_nums):
             return False
-        for a, b in zip(g_tokens, w_tokens):
-            if a != b and not _numbers_close(a, b, tol):
+        if g_nums == w_nums:
+            continue
+        if tol is None:
+            return False
+        for a, b, a_text, b_text in zip(g_nums, w_nums, g.split(), w.split()):
+            if a == b:
+                continue
+            if _INTEGER.fullmatch(a_text) or _INTEGER.fullmatch(b_text) or not _close(a, b, tol):
                 return False
     return True
 
 
-def _numbers_close(a: str, b: str, tol: float) -> bool:
-    try:
-        x, y = float(a), float(b)
-    except ValueError:
+def _close(a: Decimal, b: Decimal, tol: float) -> bool:
+    if not (a.is_finite() and b.is_finite()):
         return False
-    return math.isclose(x, y, rel_tol=tol, abs_tol=tol)
+    t = Decimal(repr(tol))
+    return abs(a - b) <= t * max(Decimal(1), abs(b))
 
 
-def values_match(got, expected, tol: float = FLOAT_TOL) -> bool:
-    """Call-result comparison on plain values: tuples as lists, floats within ``tol``, otherwise ``==``.
+def values_match(got, expected, tol: float | None = None) -> bool:
+    """Call-result comparison, LiveCodeBench's rule: a returned tuple becomes a list (top level only), then ``==``.
+    With ``tol`` (only for problems that ask for it), floats -- never ints -- may differ by ``tol``, at any depth.
 
-    >>> values_match((1, [2.0000000001, "a"]), [1, [2, "a"]])
-    True
-    >>> values_match({"a": 1}, {"a": 2})
-    False
+    >>> values_match((1, [2.0, "a"]), [1, [2, "a"]]), values_match([(1, 2)], [[1, 2]])
+    (True, False)
+    >>> values_match(0.1 + 0.2, 0.3), values_match(0.1 + 0.2, 0.3, tol=1e-9), values_match(1000001, 1000000, tol=1e-3)
+    (False, True, False)
     """
     if isinstance(got, tuple):
         got = list(got)
-    if isinstance(expected, tuple):
-        expected = list(expected)
+    if tol is None:
+        return got == expected  # both sides are plain values built by our own decoder: == cannot be rigged
+    return _close_values(got, expected, tol)
+
+
+def _close_values(got, expected, tol: float) -> bool:
     if isinstance(got, list) and isinstance(expected, list):
-        return len(got) == len(expected) and all(values_match(g, e, tol) for g, e in zip(got, expected))
+        return len(got) == len(expected) and all(_close_values(g, e, tol) for g, e in zip(got, expected))
     if isinstance(got, dict) and isinstance(expected, dict):
-        return got.keys() == expected.keys() and all(values_match(got[k], expected[k], tol) for k in got)
-    numbers = (int, float)
-    if isinstance(got, float) or isinstance(expected, float):
-        if isinstance(got, numbers) and isinstance(expected, numbers) and not isinstance(got, bool):
-            return math.isclose(got, expected, rel_tol=tol, abs_tol=tol) or got == expected
-        return False
-    return got == expected  # both sides are plain values built by our own decoder: == cannot be rigged
+        return got.keys() == expected.keys() and all(_close_values(got[k], expected[k], tol) for k in got)
+    if type(got) is float and type(expected) in (int, float) or type(expected) is float and type(got) is int:
+        return got == expected or math.isclose(got, expected, rel_tol=tol, abs_tol=tol)
+    return got == expected
 
 
 # ------------------------------------------------------------------------------------------------------ judge
@@ -137,6 +201,9 @@ def _check_tests(tests: Sequence[dict], fn_name: str | None) -> None:
                 raise MimoError(f"tests[{i}]: {t['testtype']} test needs a string {key!r}")
         if t["testtype"] == "functional" and not (t.get("fn_name") or fn_name):
             raise MimoError(f"tests[{i}]: functional test needs 'fn_name' (in the test or passed to judge)")
+        tol = t.get("tolerance")
+        if tol is not None and (isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 <= tol < 1):
+            raise MimoError(f"tests[{i}]: 'tolerance' must be a number in [0, 1), got {tol!r}")
 
 
 def _runner_test(i: int, t: dict, fn_name: str | None) -> dict:
@@ -162,7 +229,7 @@ def judge(code: str, tests: Sequence[dict], *, fn_name: str | None = None, sandb
               for i, t in enumerate(tests) if t["testtype"] == "assert"}
     pending, retry_whole = list(range(n)), True
     while pending:
-        job = {"code": code, "tests": [_runner_test(i, tests[i], fn_name) for i in pending]}
+        job = {"code": code, "tests": [_runner_test(i, tests[i], fn_name) for i in pending], "prelude": lim.prelude}
         wanted = {k: v for k, v in checks.items() if int(k) in pending}
         run = box.run(job, wanted or None, lim)
         for i in pending:
@@ -204,7 +271,7 @@ def _verdict(test: dict, report: dict, check: dict | None, lim: JudgeLimits) -> 
         return "time_limit", f"over the {cpu_limit:g}s CPU limit"
     if status == "output_limit":
         return "wrong_answer", f"output limit exceeded (over {lim.output_bytes} bytes)"
-    if code == EXIT_MEMORY or (code != 0 and _last_line(err).startswith("MemoryError")):
+    if code == EXIT_MEMORY or report.get("oom") or (code != 0 and _last_line(err).startswith("MemoryError")):
         return "memory_limit", f"over the {lim.memory_mb} MiB memory limit"
     if code == EXIT_RUNNER_BUG:
         return "sandbox_error", f"runner failed before the program ran: {_last_line(err)}"
@@ -225,11 +292,11 @@ def _verdict(test: dict, report: dict, check: dict | None, lim: JudgeLimits) -> 
     if code != 0 or sig is not None:
         return "runtime_error", _crash_reason(code, sig, err)
     if kind == "stdin":
-        if outputs_match(report["stdout"], test["output"]):
+        if outputs_match(report["stdout"], test["output"], test.get("tolerance")):
             return "passed", ""
         return "wrong_answer", f"got {report['stdout'][:60]!r}"
-    if not report["result"]:
-        return "runtime_error", "the program exited before returning a result"
+    if report["result"] is None:  # exit status 0 and no answer: like a stdin program that prints nothing
+        return "wrong_answer", "the program exited without returning a value"
     try:
         got = loads_value(report["result"])
     except ValueError as e:
@@ -238,7 +305,9 @@ def _verdict(test: dict, report: dict, check: dict | None, lim: JudgeLimits) -> 
         expected = loads_json(test["output"])
     except ValueError:
         return "sandbox_error", "the test's expected output is not JSON"
-    return ("passed", "") if values_match(got, expected) else ("wrong_answer", f"got {report['result'][:60]}")
+    if values_match(got, expected, test.get("tolerance")):
+        return "passed", ""
+    return "wrong_answer", f"got {report['result'][:60]}"
 
 
 def _crash_reason(code: int | None, sig: int | None, err: str) -> str:

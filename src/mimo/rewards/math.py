@@ -13,8 +13,11 @@ there is no reasoning block) is mathematically equal to ``gold``, else 0 with a 
 mathematical object at all (not only its fallback, the raw string, which it then compares as text)?
 
 Pitfalls handled here: the gold goes first (``verify(gold, pred)``; the comparison is not symmetric); bare LaTeX
-gold (``\\frac{14}{3}``, no ``$``/``\\boxed``) parses to nothing, so it is wrapped in ``$...$``; every (gold,
-prediction) pair is compared separately so that one timing-out pair cannot hide a match found by another.
+gold (``\\frac{14}{3}``, no ``$``/``\\boxed``) parses to nothing, so it is wrapped in ``$...$`` -- except that a
+bare ``1,22`` is also read as Math-Verify reads plain text, with a decimal comma (:func:`gold_readings`); an
+answer Math-Verify could only read in part (``$5^(5^(5^(5^5)))$`` read as its base ``5``) is unparsable
+(:func:`_parse_whole`); every (gold, prediction) pair is compared separately so that one timing-out pair cannot
+hide a match found by another.
 
 Timeouts: Math-Verify's own timeouts use ``signal.alarm`` -- whole seconds, main thread only (elsewhere it raises
 or silently scores 0), and some inputs (towers of powers, ``5^(5^(5^(5^5)))``) hang inside C code where no signal
@@ -70,6 +73,49 @@ def gold_text(gold: str | int | float) -> str:
     return f"${text}$"
 
 
+# 1,22 -- not 1,000 (a thousands group) and not -2,1 (in MATH-style golds one digit after a comma is a list)
+_DECIMAL_COMMA = re.compile(r"-?[0-9]+,(?:[0-9]{2}|[0-9]{4,})")
+
+
+def gold_readings(gold: str | int | float) -> list[str]:
+    """The texts to parse for a gold answer: :func:`gold_text`, and for a bare ``1,22`` also the text itself, which
+    Math-Verify reads with a decimal comma (1.22) where ``$1,22$`` is the pair {1, 22}.  Either reading is accepted:
+    the gold is ambiguous, and the pair stays correct too.
+
+    >>> gold_readings("1,22"), gold_readings("1,000"), gold_readings("-2,1")
+    (['$1,22$', '1,22'], ['$1,000$'], ['$-2,1$'])
+    """
+    text = str(gold).strip()
+    return [gold_text(gold)] + ([text] if _DECIMAL_COMMA.fullmatch(text) else [])
+
+
+def _is_math(x) -> bool:
+    return not isinstance(x, str)
+
+
+def _parse_whole(parse, text: str, timeout_s: int | None) -> list:
+    """``parse(text)``, but nothing when the value came from a piece of an answer that itself failed to parse.
+
+    Math-Verify tries its candidate matches from the last one back and keeps the first that parses; when the
+    answer it should read fails (``$5^(5^(5^(5^5)))$``: the brackets defeat its LaTeX parser), a smaller match
+    inside it (the leading ``5``) parses instead, and the answer scores as if the model had written ``5``.  So when
+    the first candidate does not parse and the value found is part of that candidate's text, the answer counts as
+    unparsable.  (A value from a separate, earlier answer is kept: that is Math-Verify's intent.)
+    """
+    found = parse(text, parsing_timeout=timeout_s, raise_on_error=True)
+    values = [re.sub(r"\s+", "", str(x)) for x in found if _is_math(x)]
+    strings = [x for x in found if not _is_math(x)]  # the first candidate's text, parsed or not
+    if not values or not strings:
+        return found
+    first_text = re.sub(r"\s+", "", strings[0])
+    if not all(v in first_text and v != first_text for v in values):
+        return found  # not a piece of the first candidate: nothing to check (and no second parse to pay for)
+    first = parse(text, parsing_timeout=timeout_s, raise_on_error=True, extraction_mode="first_match")
+    if any(_is_math(x) for x in first) or not first:
+        return found  # the first candidate itself parsed (to a value that happens to be a piece of its text)
+    return []
+
+
 @functools.lru_cache(maxsize=1)
 def _math_verify():
     """Import Math-Verify (sympy: about a second) on first use, and quiet its per-item timeout warnings."""
@@ -101,16 +147,18 @@ def math_reward(completion: str, gold: str | int | float, *, timeout_s: int | No
         if threading.current_thread() is not threading.main_thread():
             raise RuntimeError("math_reward(timeout_s=...) uses signal.alarm: call it on the main thread only")
         timeout_s = max(1, int(timeout_s))
-    try:
-        golds = parse(gold_text(gold), parsing_timeout=timeout_s, raise_on_error=True)
-    except timeout_error:
-        return RewardResult(0.0, "timeout")
-    except Exception:  # noqa: BLE001 -- Math-Verify raises many kinds; the gold is unusable either way
-        golds = []
+    golds = []
+    for reading in gold_readings(gold):
+        try:
+            golds += _parse_whole(parse, reading, timeout_s)
+        except timeout_error:
+            return RewardResult(0.0, "timeout")
+        except Exception:  # noqa: BLE001 -- Math-Verify raises many kinds; the gold is unusable either way
+            pass
     if not golds:
         return RewardResult(0.0, "bad_gold")
     try:
-        preds = parse(answer, parsing_timeout=timeout_s, raise_on_error=True)
+        preds = _parse_whole(parse, answer, timeout_s)
     except timeout_error:
         return RewardResult(0.0, "timeout")
     except Exception:  # noqa: BLE001
@@ -143,7 +191,7 @@ def gold_check(gold: str | int | float, *, timeout_s: int | None = None) -> Rewa
             raise RuntimeError("gold_check(timeout_s=...) uses signal.alarm: call it on the main thread only")
         timeout_s = max(1, int(timeout_s))
     try:
-        parsed = parse(gold_text(gold), parsing_timeout=timeout_s, raise_on_error=True)
+        parsed = _parse_whole(parse, gold_text(gold), timeout_s)
     except timeout_error:
         return RewardResult(0.0, "timeout")
     except Exception:  # noqa: BLE001 -- Math-Verify raises many kinds; unusable either way

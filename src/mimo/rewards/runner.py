@@ -9,24 +9,28 @@ kinds of process:
   expected outputs -- one JSON line each from stdin, forks one **solution** process per test, enforces the
   per-test wall clock and the output caps, then kills whatever the test left running, empties ``/tmp`` and writes
   a JSON report line per test.  It keeps uid 0, so the solution can neither signal, ptrace nor read it.
-* a **solution** process per test: drops to uid ``U`` (RLIMIT_NPROC is ignored for uid 0), sets rlimits, then runs
-  the untrusted code: as ``__main__`` on the test's stdin (``stdin`` tests), as a call of a named function or
-  ``Solution`` method whose return value goes out as tagged JSON on fd 3 (``call`` tests), or as an RPC server of
-  its entry point on a socket (``serve``, for assert tests).
+* a **solution** process per test: closes every descriptor but 0-2, drops to uid ``U`` (RLIMIT_NPROC is ignored
+  for uid 0), sets rlimits, binds the serializer and the write calls that carry a result out, then runs the
+  untrusted code (after :data:`PRELUDE` for stdin and call tests): as ``__main__`` on the test's stdin (``stdin``
+  tests), as a call of a named function or ``Solution`` method whose return value goes out on stdout behind a
+  nonce-signed marker (``call`` tests), or as an RPC server of its entry point on a socket that is its stdin
+  (``serve``, for assert tests).  The modules the prelude imports are imported once by the runner, so a test pays
+  for binding names, not for imports.
 * the **checker**, forked at start-up before the runner reads anything (so it never holds code or inputs), running
   as uid ``C``.  It gets each job's trusted check code (e.g. HumanEval's ``check(candidate)``) straight from the
   judge on the ``--checker-fd`` socket and runs it with ``candidate`` bound to a proxy whose calls go to the
   solution process.  Return values cross as JSON and are rebuilt by :func:`decode`, so a rigged ``__eq__`` or a
   monkeypatched comparison in the solution process never reaches the assertions.
 
-The value codec (:func:`encode` in the solution, :func:`decode` wherever values are compared) is plain JSON plus
-``{"$t": kind, "v": ...}`` tags for tuple, set, frozenset, dict (any keys), bytes, complex and non-finite floats.
-:func:`decode` only ever builds those built-in types, so it is safe on hostile input.
+The value codec (:func:`make_serializer`'s writer in the solution, :func:`decode` wherever values are compared) is
+plain JSON plus ``{"$t": kind, "v": ...}`` tags for tuple, set, frozenset, dict (any keys), bytes, complex and
+non-finite floats.  :func:`decode` only ever builds those built-in types, so it is safe on hostile input.
 """
 
 from __future__ import annotations
 
 import builtins
+import gc
 import json
 import math
 import os
@@ -45,10 +49,10 @@ EXIT_RUNNER_BUG = 120  # our own code failed in the forked child before the solu
 STDERR_KEEP = 4096  # bytes of stderr kept (the tail: where tracebacks end)
 
 if __package__:  # imported by the judge as mimo.rewards.runner
-    from mimo.rewards.checker import MESSAGE_LIMIT, checker_main, decode, dumps_value, encode
+    from mimo.rewards.checker import MESSAGE_LIMIT, checker_main, decode, make_serializer
 else:  # the script inside the sandbox, with checker.py beside it (-I leaves the script's folder off sys.path)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from checker import MESSAGE_LIMIT, checker_main, decode, dumps_value, encode
+    from checker import MESSAGE_LIMIT, checker_main, decode, make_serializer
 
 
 # ---------------------------------------------------------------------------------------- the solution process
@@ -99,9 +103,32 @@ def _fresh_stdio() -> None:
     builtins.exit = builtins.quit = _exit_builtin
 
 
-def _load(code: str, name: str) -> dict:
-    namespace = {"__name__": name, "__builtins__": builtins}
-    exec(compile(code, "<solution>", "exec"), namespace)
+# LiveCodeBench puts this before every program it grades (its ``import_string``): wholesale standard-library imports
+# and a deep recursion limit.  Valid LiveCodeBench solutions rely on it (bare ``sqrt``, ``Counter``, ``List[int]``
+# in a signature, recursion past depth 1000), so stdin and call tests get it unless the judge is told otherwise.
+PRELUDE_MODULES = ("string", "re", "datetime", "collections", "heapq", "bisect", "copy", "math", "random",
+                   "statistics", "itertools", "functools", "operator", "io", "sys", "json", "builtins", "typing")
+PRELUDE = "".join(f"from {m} import *\n" for m in PRELUDE_MODULES) + \
+    "".join(f"import {m}\n" for m in PRELUDE_MODULES if m not in ("builtins", "typing")) + \
+    "sys.setrecursionlimit(50000)\n"
+
+
+def _module(name: str) -> dict:
+    """A fresh module for the program, registered under ``name`` (``import __main__``, pickle and dataclasses find
+    it); the runner's and the codec's modules leave ``sys.modules`` so the program cannot reach them by name."""
+    module = type(sys)(name)
+    module.__builtins__ = builtins
+    sys.modules[name] = sys.modules["__main__"] = module
+    sys.modules.pop("checker", None)
+    return module.__dict__
+
+
+def _load(code: str, name: str, prelude: bool) -> dict:
+    namespace = _module(name)
+    if prelude:
+        exec(compile(PRELUDE, "<prelude>", "exec", dont_inherit=True), namespace)
+    # dont_inherit: the runner's own `from __future__ import annotations` must not reach the program
+    exec(compile(code, "<solution>", "exec", dont_inherit=True), namespace)
     return namespace
 
 
@@ -121,69 +148,88 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _solution_main(code: str, test: dict) -> int:
-    """Run the untrusted code for one test; returns the exit status (the caller flushes and ``os._exit``s)."""
+def result_marker(nonce: str) -> bytes:
+    """What precedes a call test's result on stdout.  ``nonce`` is fresh per test and lives only in the trusted
+    driver's locals (never in a descriptor, a file or the environment), so a program that just writes cannot forge
+    it; replies to the checker's calls start with it too."""
+    return b"\n\x00mimo-result:" + nonce.encode() + b"\x00"
+
+
+def _solution_main(code: str, test: dict, nonce: str, prelude: bool) -> int:
+    """Run the untrusted code for one test; returns the exit status (the caller flushes and ``os._exit``s).
+
+    Everything that carries a result out (the serializer, ``os.write``, the digit-limit switch, the stdout flush)
+    is bound here, before the program runs, so that the program's patches of modules cannot reach it."""
     mode = test["mode"]
+    serialize, write, set_digits, flush = make_serializer(), os.write, sys.set_int_max_str_digits, sys.stdout.flush
+    marker = result_marker(nonce)
     if mode == "stdin":
-        _load(code, "__main__")
+        _load(code, "__main__", prelude)
         return 0
-    namespace = _load(code, "solution")
     if mode == "call":
-        fn = _callable_for(namespace, test["fn_name"])
         default_digits = sys.get_int_max_str_digits()
-        sys.set_int_max_str_digits(0)  # arguments may be big integers; the program itself runs with the default
+        set_digits(0)  # arguments may be big integers; the program itself runs with the default
         args = [json.loads(line) for line in test["args"].split("\n") if line.strip()]
-        sys.set_int_max_str_digits(default_digits)
-        value = fn(*args)
-        sys.set_int_max_str_digits(0)
+        set_digits(default_digits)
+        namespace = _load(code, "solution", prelude)
+        value = _callable_for(namespace, test["fn_name"])(*args)
+        set_digits(0)
         try:
-            text = dumps_value(value)
+            text = serialize(value)
         except (TypeError, ValueError, RecursionError) as e:
             print(f"UnencodableResult: {e}", file=sys.stderr)
             return EXIT_UNENCODABLE
-        _write_all(3, text.encode())
+        flush()  # the program's own prints first: the runner takes what follows the last marker
+        view = memoryview(marker + text.encode())
+        while view:
+            view = view[write(1, view):]
         return 0
-    # serve: answer the checker's calls until it hangs up
-    conn = socket.socket(fileno=3)
-    reader = conn.makefile("rb")
+    # serve: answer the checker's calls (on fd 0) until it hangs up
+    conn = socket.socket(fileno=0)
+    reader, send, loads, unpack = conn.makefile("rb"), conn.sendall, json.loads, decode
+    namespace = _load(code, "solution", False)
     try:
         fn = _callable_for(namespace, test["entry_point"])
     except Exception as e:
-        conn.sendall(json.dumps({"error": f"{type(e).__name__}: {e}"}).encode() + b"\n")
+        send(nonce.encode() + b'{"error":' + serialize(f"{type(e).__name__}: {e}").encode() + b"}\n")
         return 1
-    conn.sendall(b'{"ready":true}\n')
-    sys.set_int_max_str_digits(0)
+    signed = nonce.encode()
+    send(signed + b'{"ready":true}\n')
+    set_digits(0)
     while True:
         line = reader.readline(MESSAGE_LIMIT)
         if not line:
             return 0
-        request = json.loads(line)
-        args, kwargs = decode(request["args"]), decode(request["kwargs"])
+        request = loads(line)
+        args, kwargs = unpack(request["args"]), unpack(request["kwargs"])
         try:
             value = fn(*args, **kwargs)
         except (Exception, SystemExit) as e:  # the candidate raised: the check sees the exception
-            value, reply = None, {"raise": f"{type(e).__name__}: {e}"[:2000]}
+            data = '{"raise":' + serialize(f"{type(e).__name__}: {e}"[:2000]) + "}"
         else:
-            reply = None
-        try:
-            data = json.dumps(reply or {"ok": encode(value)}, allow_nan=False, separators=(",", ":"))
-        except (TypeError, ValueError, RecursionError) as e:
-            data = json.dumps({"unencodable": str(e)[:200]})
-        conn.sendall(data.encode() + b"\n")
+            try:
+                data = '{"ok":' + serialize(value) + "}"
+            except (TypeError, ValueError, RecursionError) as e:
+                data = '{"unencodable":' + serialize(str(e)[:200]) + "}"
+        send(signed + data.encode() + b"\n")
 
 
-def _solution(code: str, test: dict, limits: dict, uid: int | None, workdir: str, fds: dict[int, int]) -> None:
-    """The forked child: wire its fds, drop privileges, run the code, exit with a status the runner decodes."""
+def _solution(code: str, test: dict, limits: dict, uid: int | None, workdir: str, fds: dict[int, int],
+              nonce: str, prelude: bool) -> None:
+    """The forked child: wire fds 0-2 and close every other one, drop privileges, run the code, exit with a status
+    the runner decodes."""
     status = EXIT_RUNNER_BUG
     try:
         high = {target: os.dup(src) for target, src in fds.items()}  # sources may collide with targets
         for target, src in high.items():
             os.dup2(src, target)
-        os.closerange(max(fds) + 1, 1 << 16)
+        os.closerange(3, 1 << 16)  # no descriptor but stdin/stdout/stderr reaches the program
         _become_untrusted(limits, uid, workdir)
         _fresh_stdio()
+        if "random" in sys.modules:  # imported before the fork: every test would replay the same sequence
+            sys.modules["random"].seed()
         status = -1
-        status = _solution_main(code, test)
+        status = _solution_main(code, test, nonce, prelude)
     except MemoryError:
         status = EXIT_MEMORY
     except SystemExit as e:
@@ -249,30 +295,29 @@ def _clean_dir(path: str) -> None:
 def _run_test(code: str, test: dict, index: int, job: dict, control: socket.socket | None) -> dict:
     limits, uid, workdir = job["limits"], job["uid"], job["workdir"]
     mode = test["mode"]
-    stdin_fd = _memfd_with(test.get("input", "").encode()) if mode == "stdin" else os.open(os.devnull, os.O_RDONLY)
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-    fds = {0: stdin_fd, 1: out_w, 2: err_w}
-    res_r = None
-    if mode == "call":
-        res_r, res_w = os.pipe()
-        fds[3] = res_w
-    elif mode == "serve":
+    nonce = os.urandom(16).hex()  # signs what the trusted driver sends: the result line, the RPC replies
+    if mode == "serve":  # the checker's calls come in on the program's stdin (assert tests read no input)
         ours, theirs = socket.socketpair()
-        socket.send_fds(control, [json.dumps({"job": job["job"], "i": index}).encode()], [ours.fileno()])
+        socket.send_fds(control, [json.dumps({"job": job["job"], "i": index, "nonce": nonce}).encode()],
+                        [ours.fileno()])
         ours.close()
-        fds[3] = theirs.detach()
+        stdin_fd = theirs.detach()
+    elif mode == "stdin":
+        stdin_fd = _memfd_with(test.get("input", "").encode())
+    else:
+        stdin_fd = os.open(os.devnull, os.O_RDONLY)
+    fds = {0: stdin_fd, 1: out_w, 2: err_w}
     start = time.monotonic()
     pid = os.fork()
     if pid == 0:
-        _solution(code, test, limits, uid, workdir, fds)
+        _solution(code, test, limits, uid, workdir, fds, nonce, bool(job.get("prelude")))
     for fd in fds.values():
         os.close(fd)
     pidfd = os.pidfd_open(pid)
     buffers = {out_r: bytearray(), err_r: bytearray()}
     caps = {out_r: limits["output_bytes"], err_r: STDERR_KEEP}
-    if res_r is not None:
-        buffers[res_r], caps[res_r] = bytearray(), limits["output_bytes"]
     sel = selectors.DefaultSelector()
     for fd in buffers:
         os.set_blocking(fd, False)
@@ -303,12 +348,17 @@ def _run_test(code: str, test: dict, index: int, job: dict, control: socket.sock
     sel.close()
     for fd in (*buffers, pidfd):
         os.close(fd)
+    stdout, result = bytes(buffers[out_r]), None
+    if mode == "call":  # the result is what follows the last marker; the program's prints come before it
+        cut = stdout.rfind(result_marker(nonce))
+        if cut >= 0:
+            stdout, result = stdout[:cut], stdout[cut + len(result_marker(nonce)):].decode("utf-8", "replace")
     report = {
         "i": index, "status": status, "wall": round(wall, 4), "cpu": round(usage.ru_utime + usage.ru_stime, 4),
         "maxrss_kb": usage.ru_maxrss, "code": None, "signal": None,
-        "stdout": buffers[out_r].decode("utf-8", errors="replace"),
+        "stdout": stdout.decode("utf-8", errors="replace"),
         "stderr": buffers[err_r][-STDERR_KEEP:].decode("utf-8", errors="replace"),
-        "result": buffers[res_r].decode("utf-8", errors="replace") if res_r is not None else None,
+        "result": result,
     }
     if os.WIFEXITED(wstatus):
         report["code"] = os.WEXITSTATUS(wstatus)
@@ -350,9 +400,22 @@ def _ipc_leftovers() -> bool:
     return False
 
 
+def _not_dumpable() -> None:
+    """PR_SET_DUMPABLE 0 (inherited by the checker and the tests): a same-uid program can then neither ptrace us
+    nor open our /proc files -- e.g. the checker's channel to the judge, to write a forged outcome there."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # 4 = PR_SET_DUMPABLE
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv: list[str]) -> int:
     """Serve jobs, one JSON line each on stdin, until EOF: a report line per test, then ``{"job", "done"}``."""
     check_uid = int(argv[argv.index("--check-uid") + 1]) if "--check-uid" in argv else None
+    if check_uid is None:  # not root: the program keeps our uid, so /proc/<runner or checker>/fd must be closed to it
+        _not_dumpable()
     channel_fd = int(argv[argv.index("--checker-fd") + 1])
     # Fork the checker before reading anything: it never holds the code or the inputs of any job.
     control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -365,6 +428,9 @@ def main(argv: list[str]) -> int:
             os._exit(0)
     theirs.close()
     os.close(channel_fd)
+    for name in PRELUDE_MODULES:  # imported once here, so that a test's prelude only binds names (fork is CoW)
+        __import__(name)
+    gc.freeze()  # a collection in a test's process must not walk (and so copy) every page the runner owns
     out = sys.stdout.buffer
     for line in sys.stdin.buffer:
         job = json.loads(line)

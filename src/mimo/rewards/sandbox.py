@@ -28,8 +28,9 @@ directly, with rlimits and (as root) the uid switch only -- untrusted code can r
 root (bwrap in a user namespace) works too but is weaker: the program keeps the judge's uid, so it can signal the
 runner (the judge then re-runs the remaining tests), and no process limit is set (RLIMIT_NPROC would count all of
 that user's processes), so a fork bomb is stopped only by the wall clock.
-Memory is capped per process (RLIMIT_AS), so a job may use up to ``processes x memory_mb``; a cgroup would cap
-the total but is not available in unprivileged containers.
+Memory is capped per process (RLIMIT_AS), so a job may use up to ``processes x memory_mb``; where a cgroup v2 with
+the memory and pids controllers can be created (:mod:`mimo.rewards.cgroup`), each session also gets one that caps
+the total (``memory_mb`` + /tmp + headroom) and the processes; :attr:`Sandbox.memory_cap` says which is in force.
 
 Departure from the paper: MiMo runs code rewards on dedicated online-judge servers whose design is not published;
 this is our own design for one machine, scaled out with :mod:`mimo.rewards.pool` (processes, Ray, HTTP).
@@ -79,6 +80,8 @@ class JudgeLimits:
     processes: int = F(8, "processes and threads of the program's uid (RLIMIT_NPROC)")
     output_bytes: int = F(8 << 20, "stdout cap per test; a program printing more gets wrong_answer")
     tmp_mb: int = F(64, "size of the private /tmp, MiB")
+    prelude: bool = F(True, "put LiveCodeBench's import prelude before stdin/functional programs, as it does")
+    cgroup: bool = F(True, "also cap each sandbox's total memory and processes with a cgroup v2 where possible")
     unsafe: bool = F(False, "run without bubblewrap (rlimits only) where bwrap is missing: NOT isolated")
 
     def __post_init__(self) -> None:
@@ -143,6 +146,11 @@ class Sandbox:
             warnings.warn("mimo judge: running untrusted code WITHOUT a sandbox (bubblewrap missing, unsafe=True): "
                           "it can read and write this machine's files", RuntimeWarning, stacklevel=2)
             print("mimo judge: WARNING: no bubblewrap, unsafe mode: untrusted code is NOT isolated", file=sys.stderr)
+        self.cgroup_parent, self.memory_cap = None, "RLIMIT_AS per process (no bubblewrap, no cgroup)"
+        if self.isolated and self.root:
+            from mimo.rewards.cgroup import find_parent
+
+            self.cgroup_parent, self.memory_cap = find_parent()
         self._prefix = Path(sys.base_prefix).resolve()
         self._lock = threading.Lock()
         self._idle: dict[int, list[_Session]] = {}
@@ -190,12 +198,12 @@ class Sandbox:
     def run(self, job: dict, checks: dict | None, limits: JudgeLimits) -> SandboxRun:
         """Run one job (``{"code", "tests"}``, tests carrying their index ``i``) and, when given, its check code
         (``{str(i): {"prelude", "test", "entry_point"}}``) in an idle session, starting one when none is idle."""
-        key = limits.tmp_mb
+        key = (limits.tmp_mb, limits.cgroup)
         with self._lock:
             idle = self._idle.setdefault(key, [])
             session = idle.pop() if idle else None
         if session is None:
-            session = _Session(self, tmp_bytes=limits.tmp_mb << 20)
+            session = _Session(self, tmp_bytes=limits.tmp_mb << 20, cgroup=limits.cgroup)
         try:
             run = session.run(job, checks, limits)
         except BaseException:
@@ -220,8 +228,16 @@ class Sandbox:
 class _Session:
     """One running sandbox: the runner (and its checker) serving jobs one after another over pipes."""
 
-    def __init__(self, box: Sandbox, tmp_bytes: int):
+    def __init__(self, box: Sandbox, tmp_bytes: int, cgroup: bool = True):
         self.jobs, self.healthy = 0, True
+        self.cgroup = None
+        if cgroup and box.cgroup_parent is not None:
+            from mimo.rewards.cgroup import SessionCgroup
+
+            try:
+                self.cgroup = SessionCgroup(box.cgroup_parent)
+            except OSError:  # e.g. the delegation went away: the rlimits still hold
+                self.cgroup = None
         self.check_uid = _allocate_uids()[1] if box.root else None
         self.workdir = "/tmp" if box.isolated else tempfile.mkdtemp(prefix="mimo-judge-")
         self.judge_end, box_end = socket.socketpair()
@@ -237,7 +253,8 @@ class _Session:
         self.root, self.error = box.root, ""
         try:
             self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                         pass_fds=(box_end.fileno(),), env=env, start_new_session=True, cwd="/")
+                                         pass_fds=(box_end.fileno(),), env=env, start_new_session=True, cwd="/",
+                                         preexec_fn=self.cgroup.join if self.cgroup else None)
         except OSError as e:
             self.proc, self.healthy, self.error = None, False, f"cannot start the sandbox: {e}"
         box_end.close()
@@ -252,6 +269,10 @@ class _Session:
         uid = _allocate_uids()[0] if self.root else None
         frame = {**job, "job": job_id, "uid": uid, "limits": limits.for_runner(), "workdir": self.workdir}
         run = SandboxRun({}, {})
+        oom_before = 0
+        if self.cgroup is not None:
+            self.cgroup.set_limits(limits.memory_mb + limits.tmp_mb, limits.processes)
+            oom_before = self.cgroup.oom_kills()
         deadline = time.monotonic() + limits.deadline_s(len(job["tests"]))
         try:
             self.proc.stdin.write(json.dumps(frame).encode() + b"\n")  # the runner reads it whole before starting
@@ -271,6 +292,10 @@ class _Session:
                          if time.monotonic() >= deadline else
                          f"the sandbox stopped: {_last_line(self.stderr_tail.decode(errors='replace'))}")
         run.stderr = self.stderr_tail[-4000:].decode("utf-8", errors="replace")
+        if self.cgroup is not None and self.cgroup.oom_kills() > oom_before:
+            for report in run.reports.values():  # the OOM killer's victims: SIGKILLed, not by the runner's clock
+                if report.get("signal") == signal.SIGKILL and report.get("status") == "exited":
+                    report["oom"] = True
         return run
 
     def _collect(self, job_id: int, run: SandboxRun, wanted_checks: set[int], deadline: float) -> bool:
@@ -335,6 +360,8 @@ class _Session:
                     pass
             self.proc = None
         self.judge_end.close()
+        if self.cgroup is not None:
+            self.cgroup.remove()
         if self.workdir != "/tmp":
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -373,4 +400,4 @@ def sandbox_status() -> str:
     except MimoError as e:
         return f"no sandbox: {e}"
     uid = "a fresh unprivileged uid per job" if box.root else "the caller's uid (not root: weaker)"
-    return f"bubblewrap at {box.bwrap}; programs run as {uid}; interpreter {box.python}"
+    return f"bubblewrap at {box.bwrap}; programs run as {uid}; memory: {box.memory_cap}; interpreter {box.python}"
