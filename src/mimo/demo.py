@@ -87,8 +87,13 @@ class Progress:
 
 
 def _tiny(cls, section: str, **overrides):
-    """A stage config from the tiny preset with Python-valued overrides (dotted keys for nested fields)."""
+    """A stage config from the tiny preset with Python-valued overrides (dotted keys for nested fields).
+
+    Stages overwrite their folder: the demo itself skips a stage that finished with the same config and reruns
+    one whose config changed, so its folders are a cache rather than runs to protect."""
     cfg = resolve_config(cls, section, preset="tiny")
+    if "overwrite" in {f.name for f in dataclasses.fields(cls)} and not overrides.get("resume"):
+        overrides = {"overwrite": True, **overrides}
     from mimo.config import from_dict
 
     nested: dict = {}

@@ -31,7 +31,7 @@ from mimo.rl.problems import ToyRL, load_problems, toy_problems
 from mimo.rl.rollout import EndpointBackend, GenParams, LocalProcessBackend, VLLMBackend
 from mimo.rl.sampling import ProblemSampler
 from mimo.rl.scheduler import Scheduler, SchedulerConfig
-from mimo.train.checkpoint import CheckpointManager, load_model_dir, save_model_dir
+from mimo.train.checkpoint import CheckpointManager, load_model_dir, prepare_run_dir, save_model_dir
 from mimo.train.loop import make_optimizer
 from mimo.utils.io import write_jsonl
 from mimo.utils.logging import MetricsLogger
@@ -80,7 +80,8 @@ class RLConfig:
     eval_top_p: float = F(0.95, "validation nucleus mass (MiMo's protocol: 0.95)")
     save_every: int = F(10, "checkpoint every N steps (0: only at the end)")
     keep_checkpoints: int = F(2, "checkpoints kept")
-    resume: bool = F(False, "resume from out_dir's latest checkpoint")
+    resume: bool = F(False, "resume from out_dir's newest checkpoint that loads")
+    overwrite: bool = F(False, "start over in an out_dir that holds a run (removes its checkpoints, metrics, final)")
     max_steps: int | None = F(None, "stop after this many steps (tests)")
     seed: int = F(0, "random seed")
     threads: int = F(0, "torch threads of the trainer (0: default)")
@@ -149,8 +150,7 @@ def main(cfg: RLConfig) -> dict:
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_run_dir(cfg.out_dir, resume=cfg.resume, overwrite=cfg.overwrite, stage="rl")
     save_yaml(out / "config.yaml", {"rl": to_dict(cfg)})
     model, tok = load_model_dir(cfg.init_from)
     if tok is None:

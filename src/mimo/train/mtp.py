@@ -26,7 +26,7 @@ from mimo.data.shards import TokenStream
 from mimo.data.toy import ToyCorpus, build_heldout_shards, build_stage_shards
 from mimo.errors import MimoError
 from mimo.model.modeling import IGNORE_INDEX
-from mimo.train.checkpoint import CheckpointManager, load_model_dir, save_model_dir
+from mimo.train.checkpoint import CheckpointManager, load_model_dir, prepare_run_dir, save_model_dir
 from mimo.train.loop import accumulate_step, make_optimizer, set_lr
 from mimo.train.schedules import wsd_lr
 from mimo.utils.logging import MetricsLogger
@@ -59,7 +59,8 @@ class MtpConfig:
     accept_prompts: int = F(32, "held-out toy problems for the final speculative-acceptance measurement (0: skip)")
     save_every: int = F(100, "checkpoint every N steps (0: only at the end)")
     keep_checkpoints: int = F(2, "checkpoints kept on disk")
-    resume: bool = F(False, "resume from out_dir's latest checkpoint")
+    resume: bool = F(False, "resume from out_dir's newest checkpoint that loads")
+    overwrite: bool = F(False, "start over in an out_dir that holds a run (removes its checkpoints, metrics, final)")
     seed: int = F(0, "random seed")
     threads: int = F(0, "torch CPU threads (0: torch default)")
     device: str = F("auto", "cpu, cuda or auto")
@@ -139,8 +140,7 @@ def main(cfg: MtpConfig) -> dict:
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_run_dir(cfg.out_dir, resume=cfg.resume, overwrite=cfg.overwrite, stage="train-mtp")
     seed_everything(cfg.seed)
     base, tok = load_model_dir(cfg.init_from, device=device)
     if tok is None:

@@ -26,7 +26,7 @@ from mimo.errors import MimoError
 from mimo.model import MiMoForCausalLM, ModelSpec
 from mimo.tokenizer import Tokenizer
 from mimo.train import dist
-from mimo.train.checkpoint import CheckpointManager, load_model_dir, save_model_dir, unwrap
+from mimo.train.checkpoint import CheckpointManager, load_model_dir, prepare_run_dir, save_model_dir, unwrap
 from mimo.train.loop import accumulate_step, make_optimizer, set_lr
 from mimo.train.schedules import batch_size_at, stage_of, wsd_lr
 from mimo.utils.logging import MetricsLogger
@@ -70,7 +70,8 @@ class PretrainConfig:
     eval_batches: int = F(4, "held-out batches per evaluation")
     save_every: int = F(100, "checkpoint every N steps (0: only at the end)")
     keep_checkpoints: int = F(2, "checkpoints kept on disk")
-    resume: bool = F(False, "resume from out_dir's latest checkpoint")
+    resume: bool = F(False, "resume from out_dir's newest checkpoint that loads")
+    overwrite: bool = F(False, "start over in an out_dir that holds a run (removes its checkpoints, metrics, final)")
     max_steps: int | None = F(None, "stop after this many steps (for tests; the schedule still spans all stages)")
     seed: int = F(0, "random seed")
     threads: int = F(0, "torch CPU threads (0: torch default)")
@@ -142,8 +143,8 @@ def main(cfg: PretrainConfig) -> dict:
     info = dist.init_distributed(cfg.device)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_run_dir(cfg.out_dir, resume=cfg.resume, overwrite=cfg.overwrite, stage="pretrain",
+                          is_main=info.is_main)
     seed_everything(cfg.seed)
     tok, streams, held = _prepare_data(cfg, info, out)
     if info.is_main:

@@ -24,7 +24,7 @@ from mimo.config import F, save_yaml, stage_cli, to_dict
 from mimo.data.sft import ToySFT, clean_sft, encode_conversation, load_conversations, pack, toy_sft_records
 from mimo.errors import MimoError
 from mimo.train import dist
-from mimo.train.checkpoint import CheckpointManager, load_model_dir, save_model_dir
+from mimo.train.checkpoint import CheckpointManager, load_model_dir, prepare_run_dir, save_model_dir
 from mimo.train.loop import accumulate_step, make_optimizer, set_lr
 from mimo.train.schedules import wsd_lr
 from mimo.utils.io import write_json
@@ -56,7 +56,8 @@ class SFTConfig:
     grad_clip: float = F(1.0, "gradient-norm clip")
     mtp_loss_weight: float = F(0.1, "MTP loss weight (0: leave the MTP layers untouched)")
     save_every: int = F(0, "checkpoint every N steps (0: only at the end)")
-    resume: bool = F(False, "resume from out_dir's latest checkpoint")
+    resume: bool = F(False, "resume from out_dir's newest checkpoint that loads")
+    overwrite: bool = F(False, "start over in an out_dir that holds a run (removes its checkpoints, metrics, final)")
     max_steps: int | None = F(None, "stop after this many steps (tests)")
     seed: int = F(0, "random seed")
     threads: int = F(0, "torch CPU threads (0: default)")
@@ -131,8 +132,8 @@ def main(cfg: SFTConfig) -> dict:
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
-    out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_run_dir(cfg.out_dir, resume=cfg.resume, overwrite=cfg.overwrite, stage="sft",
+                          is_main=info.is_main)
     model, tok = load_model_dir(cfg.init_from, device=info.device)
     if tok is None:
         raise MimoError(f"{cfg.init_from}: no tokenizer in the model directory")
