@@ -7,7 +7,7 @@ got -5``) instead of training for -5 steps or silently falling back to a default
 Domains are keyed by the field's name, which the stage configs use consistently (``lr``, ``top_p``,
 ``batch_size``, ``*_steps``, ``*_timeout``); a ``Class.field`` key overrides the name.  Integers are counts: at
 least 1, or at least 0 when the field's doc gives 0 a meaning (``"checkpoint every N steps (0: only at the
-end)"``), so the doc and the check cannot drift apart.  Floats are finite and non-negative unless listed here
+end)"``) or 0 is its default, so the doc and the check cannot drift apart.  Floats are finite and non-negative unless listed here
 as a probability/fraction in [0, 1] or a strictly positive quantity.  Strings that name files or directories
 must not contain NUL or newline characters (they would be cut short by the OS or corrupt the saved config).
 """
@@ -70,7 +70,8 @@ BETA = Domain(lo=0.0, hi=1.0, hi_open=True)  # Adam betas
 # Field name -> domain, for names whose domain is not "a count" (ints) or "non-negative" (floats).
 BY_NAME: dict[str, Domain] = {
     "seed": COUNT0, "heldout_seed": COUNT0, "gpqa_seed": COUNT0,
-    "port": Domain(lo=0, hi=65535), "max_retries": COUNT0,
+    "port": Domain(lo=0, hi=65535), "max_retries": COUNT0, "keep_checkpoints": COUNT0,
+    "warmup_steps": COUNT0, "decay_steps": COUNT0, "batch_warmup_steps": COUNT0,
     "top_p": PROB_OPEN0, "eval_top_p": PROB_OPEN0,
     "beta1": BETA, "beta2": BETA,
     "alpha": UNIT, "min_lr_ratio": UNIT, "dedup_threshold": UNIT, "number_guard": UNIT, "valid_prior": UNIT,
@@ -98,7 +99,9 @@ def domain_of(cls: type, field: dataclasses.Field, value: Any) -> Domain | None:
         return BY_NAME[field.name]
     if isinstance(value, float):
         return NONNEG
-    return COUNT0 if _ZERO_MEANS.search(field.metadata.get("help", "")) else COUNT
+    if field.default == 0 or _ZERO_MEANS.search(field.metadata.get("help", "")):
+        return COUNT0
+    return COUNT
 
 
 def _leaves(value: Any):

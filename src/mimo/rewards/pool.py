@@ -17,6 +17,12 @@ References: for ``"math"`` the gold answer; for ``"code"`` a dict ``{"tests": [.
 (see :func:`mimo.rewards.code.code_reward`); ``"judge"`` takes the same dict with the code itself as completion;
 ``"gold"`` checks a gold answer (the reference) parses, for data curation (:func:`mimo.rewards.math.gold_check`).
 Malformed references fail the future with :class:`~mimo.errors.MimoError` (never a silent 0).
+
+No silent zeros from the pool itself either: workers that cannot start (they cannot import mimo, a bad
+interpreter) or a failure rate -- timeouts plus lost workers -- above ``max_failure_rate`` break the pool: the
+pending and every later :meth:`RewardPool.submit` fail with :class:`PoolBroken`, a one-line error that stops
+the run, rather than grading everything 0.  Workers get the parent's ``mimo`` on ``PYTHONPATH``, so a checkout
+put on ``sys.path`` by hand grades with the same code as the parent.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import selectors
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import Future
@@ -41,6 +48,8 @@ from mimo.rewards.sandbox import JudgeLimits, make_limits
 
 BACKENDS = ("local", "ray", "http")
 WORKER_START_TIMEOUT_S = 120.0  # importing sympy on a loaded machine
+FAILURE_RATE_MIN_TASKS = 20  # judge the failure rate only once it means something
+FAILED_REASONS = ("timeout", "worker_died")  # the grader, not the completion, failed
 
 
 @dataclasses.dataclass
@@ -52,6 +61,8 @@ class PoolConfig:
     math_timeout: float = F(5.0, "wall-clock seconds per math item; past it the worker is killed, the item scores 0")
     math_inner_timeout: int = F(2, "Math-Verify's own signal.alarm timeout in workers, whole seconds (0: off)")
     max_retries: int = F(1, "retries of a task whose worker died under it")
+    max_failure_rate: float = F(0.5, "stop (PoolBroken) once more than this fraction of the tasks so far timed out "
+                                     f"or lost their worker (judged after {FAILURE_RATE_MIN_TASKS} tasks)")
     url: str = F("http://127.0.0.1:8321", "server of the http backend (`mimo judge serve`)")
     ray_address: str | None = F(None, "Ray cluster to join (None: the running one, or a local one)")
     warm_math: bool = F(True, "import Math-Verify when a worker starts rather than on its first math item")
@@ -82,14 +93,28 @@ class WorkerDied(Exception):
     pass
 
 
+class PoolBroken(MimoError):
+    """The pool cannot grade: its workers do not start, or too many tasks fail.  Stops the run."""
+
+
+def _worker_env() -> dict[str, str]:
+    """The workers' environment: light imports, and this process's ``mimo`` first on ``PYTHONPATH``."""
+    import mimo
+
+    src = os.path.dirname(os.path.dirname(os.path.abspath(mimo.__file__)))
+    path = os.environ.get("PYTHONPATH", "")
+    return {**os.environ, LIGHT_IMPORT_ENV: "1", "PYTHONPATH": src + (os.pathsep + path if path else "")}
+
+
 class _Worker:
     """One ``python -m mimo.rewards.worker`` process and its line protocol."""
 
     def __init__(self, warm_math: bool):
-        env = {**os.environ, LIGHT_IMPORT_ENV: "1"}
         argv = [sys.executable, "-m", "mimo.rewards.worker"] + (["--warm-math"] if warm_math else [])
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
-                                     start_new_session=True)
+        # stderr to a file, not a pipe nobody reads (a chatty worker would block); read back if it fails to start
+        self._stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+                                     env=_worker_env(), start_new_session=True)
         self._buf = bytearray()
         self._ready = False
 
@@ -116,7 +141,11 @@ class _Worker:
 
     def call(self, task: dict, wall_s: float) -> dict:
         if not self._ready:
-            self._read_line(time.monotonic() + WORKER_START_TIMEOUT_S)
+            try:
+                self._read_line(time.monotonic() + WORKER_START_TIMEOUT_S)
+            except (WorkerDied, WorkerTimeout, ValueError) as e:
+                raise PoolBroken(f"reward workers cannot start: `{sys.executable} -m mimo.rewards.worker` "
+                                 f"{self._why_not_started(e)}") from None
             self._ready = True
         try:
             self.proc.stdin.write(json.dumps(task).encode() + b"\n")
@@ -125,13 +154,21 @@ class _Worker:
             raise WorkerDied(f"worker {self.pid}: {e}") from None
         return self._read_line(time.monotonic() + wall_s)
 
+    def _why_not_started(self, e: Exception) -> str:
+        if isinstance(e, WorkerTimeout):
+            return f"sent no ready line within {WORKER_START_TIMEOUT_S:.0f} s"
+        self.proc.wait()
+        self._stderr.seek(0)
+        lines = [ln for ln in self._stderr.read().decode(errors="replace").splitlines() if ln.strip()]
+        return f"exited with status {self.proc.returncode}" + (f" ({lines[-1].strip()})" if lines else "")
+
     def kill(self) -> None:
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
         self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout):
+        for stream in (self.proc.stdin, self.proc.stdout, self._stderr):
             try:
                 stream.close()
             except OSError:
@@ -146,6 +183,7 @@ class LocalBackend:
         self._tasks: queue.Queue = queue.Queue()
         self._pids: dict[int, int] = {}
         self.stats = {"timeouts": 0, "restarts": 0, "retries": 0}
+        self.broken: PoolBroken | None = None
         self._lock = threading.Lock()
         self._threads = [threading.Thread(target=self._drive, args=(slot,), daemon=True, name=f"reward-slot-{slot}")
                          for slot in range(workers)]
@@ -171,6 +209,9 @@ class LocalBackend:
             task, future = item
             if not future.set_running_or_notify_cancel():
                 continue
+            if self.broken is not None:
+                future.set_exception(self.broken)
+                continue
             attempts = 0
             while True:
                 if worker is None:
@@ -179,6 +220,12 @@ class LocalBackend:
                         self._pids[slot] = worker.pid
                 try:
                     reply = worker.call(task, task_wall_s(task, self.cfg.math_timeout, self.cfg.limits))
+                except PoolBroken as e:
+                    worker.kill()
+                    worker = None
+                    self.broken = e
+                    future.set_exception(e)
+                    break
                 except WorkerTimeout:
                     worker.kill()
                     worker = None
@@ -228,6 +275,9 @@ class RewardPool:
         self.cfg = cfg
         self.workers = cfg.workers or default_workers()
         self._ids = itertools.count()
+        self.counts = {"done": 0, "failed": 0}
+        self.broken: PoolBroken | None = None
+        self._count_lock = threading.Lock()
         if cfg.backend == "local":
             self.backend = LocalBackend(self.workers, cfg)
         elif cfg.backend == "ray":
@@ -246,10 +296,35 @@ class RewardPool:
                 "math_timeout_s": self.cfg.math_inner_timeout or None}
         if kind not in ("math", "code", "judge", "gold"):
             raise MimoError(f"reward kind: expected math, code, judge or gold, got {kind!r}")
+        broken = self.broken or getattr(self.backend, "broken", None)
+        if broken is not None:
+            raise broken
         raw = self.backend.submit_task(task)
         result: Future = Future()
-        raw.add_done_callback(lambda f: _finish(f, result))
+        raw.add_done_callback(lambda f: self._done(_finish(f, result)))
         return result
+
+    def _done(self, result: Future) -> None:
+        """Count failed tasks; past ``max_failure_rate`` the pool breaks (see the module docstring)."""
+        exc = result.exception()
+        failed = isinstance(exc, PoolBroken) or (exc is None and result.result().reason in FAILED_REASONS)
+        with self._count_lock:
+            self.counts["done"] += 1
+            self.counts["failed"] += failed
+            done, bad = self.counts["done"], self.counts["failed"]
+            if self.broken is None and done >= FAILURE_RATE_MIN_TASKS and bad > self.cfg.max_failure_rate * done:
+                stats = self.stats
+                self.broken = PoolBroken(
+                    f"reward pool: {bad} of {done} tasks failed to grade ({stats.get('timeouts', 0)} timeouts, "
+                    f"{stats.get('restarts', 0)} worker deaths), more than max_failure_rate "
+                    f"{self.cfg.max_failure_rate:g}")
+            if isinstance(exc, PoolBroken) and self.broken is None:
+                self.broken = exc
+
+    def raise_if_broken(self) -> None:
+        """Raise :class:`PoolBroken` if the pool broke (callers check between steps)."""
+        if self.broken is not None:
+            raise self.broken
 
     def map(self, kind: str, completions, references) -> list[RewardResult]:
         """Score many items of one kind in parallel; results in input order."""
@@ -275,14 +350,15 @@ class RewardPool:
         self.close()
 
 
-def _finish(raw: Future, result: Future) -> None:
+def _finish(raw: Future, result: Future) -> Future:
     """Turn a backend's reply dict into a RewardResult (or the worker's error into an exception)."""
     try:
         reply = raw.result()
     except BaseException as e:  # noqa: BLE001
         result.set_exception(e)
-        return
+        return result
     if "error" in reply:
         result.set_exception(MimoError(reply["error"]) if reply.get("user_error") else RuntimeError(reply["error"]))
     else:
         result.set_result(RewardResult.from_dict(reply))
+    return result
