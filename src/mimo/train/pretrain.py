@@ -26,7 +26,8 @@ from mimo.errors import MimoError
 from mimo.model import MiMoForCausalLM, ModelSpec
 from mimo.tokenizer import Tokenizer
 from mimo.train import dist
-from mimo.train.checkpoint import CheckpointManager, load_model_dir, prepare_run_dir, save_model_dir, unwrap
+from mimo.train.checkpoint import (CheckpointManager, check_tokenizer_fits, load_model_dir, prepare_run_dir,
+                                   save_model_dir, unwrap)
 from mimo.train.loop import accumulate_step, make_optimizer, set_lr
 from mimo.train.schedules import batch_size_at, stage_of, wsd_lr
 from mimo.utils.logging import MetricsLogger
@@ -158,6 +159,7 @@ def main(cfg: PretrainConfig) -> dict:
                                                 pad_token_id=tok.pad_id,
                                                 max_position_embeddings=max(cfg.model.max_position_embeddings,
                                                                             max(s.seq_len for s in cfg.stages))))
+    check_tokenizer_fits(tok, model.config, cfg.tokenizer or cfg.init_from or "pretrain")
     model.to(info.device).train()
     optimizer = make_optimizer(model, cfg.stages[0].lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
     ckpt = CheckpointManager(out, keep=cfg.keep_checkpoints)
