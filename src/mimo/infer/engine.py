@@ -11,6 +11,8 @@ equals uncached greedy token for token).
 
 from __future__ import annotations
 
+import os
+
 from dataclasses import dataclass, field
 
 import torch
@@ -284,6 +286,23 @@ def generate(model, input_ids: list[list[int]], max_new_tokens: int, temperature
     return out
 
 
+# Below this many parameters a decode step is a few hundred small kernels, dispatch-bound: more threads only add
+# OpenMP fork/join cost (and on a shared machine, wait for busy cores).  Measured by benchmarks/threads.py.
+SMALL_MODEL_PARAMS = 20_000_000
+
+
+def inference_threads(model: torch.nn.Module, requested: int = 0) -> int:
+    """CPU threads for generation: ``requested`` if > 0; else 1 for a small model, else every core we may use."""
+    if requested > 0:
+        return requested
+    if sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMS:
+        return 1
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
 def load_for_inference(model_dir: str, device: str = "auto", threads: int = 0, num_draft: int | None = None):
     """The model and tokenizer of a checkpoint, in eval mode, for ``mimo generate`` / ``chat`` / ``serve``.
 
@@ -295,9 +314,8 @@ def load_for_inference(model_dir: str, device: str = "auto", threads: int = 0, n
 
     if not model_dir:
         raise MimoError("--model is required")
-    if threads > 0:
-        torch.set_num_threads(threads)
     model, tok = load_model_dir(model_dir, device=resolve_device(device))
+    torch.set_num_threads(inference_threads(model, threads))
     if tok is None:
         raise MimoError(f"{model_dir}: no tokenizer in the model directory")
     if num_draft is not None and not 1 <= num_draft <= model.num_mtp_layers:
