@@ -43,7 +43,7 @@ class EvalConfig(EvalProtocol, LoadOptions):
     overwrite: bool = F(False, "discard samples already in --out made with other settings")
     batch_size: int = F(32, "local: sequences per generation batch")
     device: str = F("auto", "local: cpu, cuda or auto")
-    threads: int = F(0, "local: torch CPU threads (0: auto, 1 for models under 20M parameters, else all cores)")
+    threads: int = F(0, "local: torch CPU threads (0: auto, 1 for models under 20M parameters, else the idle cores)")
     speculative: bool = F(False, "MTP speculative decoding (local: the model's MTP layers; vllm: MiMo MTP drafts)")
     speculative_tokens: int = F(1, "vllm: draft tokens per step with --speculative")
     tensor_parallel_size: int = F(1, "vllm: GPUs per model")

@@ -287,20 +287,27 @@ def generate(model, input_ids: list[list[int]], max_new_tokens: int, temperature
 
 
 # Below this many parameters a decode step is a few hundred small kernels, dispatch-bound: more threads only add
-# OpenMP fork/join cost (and on a shared machine, wait for busy cores).  Measured by benchmarks/threads.py.
+# OpenMP fork/join cost.  Above it, threads help only on cores nobody else is using: on a shared 2-core machine
+# under load 1 thread won at every size we measured (benchmarks/threads.py, table in the README).
 SMALL_MODEL_PARAMS = 20_000_000
 
 
 def inference_threads(model: torch.nn.Module, requested: int = 0) -> int:
-    """CPU threads for generation: ``requested`` if > 0; else 1 for a small model, else every core we may use."""
+    """CPU threads for generation: ``requested`` if > 0; else 1 for a small model, else the cores not already
+    busy (cores minus the 1-minute load average, at least 1)."""
     if requested > 0:
         return requested
     if sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMS:
         return 1
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:
+        busy = 0.0
+    return max(1, min(cores, round(cores - busy)))
 
 
 def load_for_inference(model_dir: str, device: str = "auto", threads: int = 0, num_draft: int | None = None):

@@ -58,7 +58,7 @@ class ServeConfig:
     speculative: bool | None = F(None, "MTP speculative decoding (default: on when the model has MTP layers)")
     num_draft: int | None = F(None, "draft depth (default: all MTP layers)")
     device: str = F("auto", "cpu, cuda or auto")
-    threads: int = F(0, "torch CPU threads (0: auto, 1 for models under 20M parameters, else all cores)")
+    threads: int = F(0, "torch CPU threads (0: auto, 1 for models under 20M parameters, else the idle cores)")
     log_requests: bool = F(True, "one access-log line per request on stderr")
     backlog: int = F(2048, "listen backlog: connections the kernel holds while the server is busy")
 
