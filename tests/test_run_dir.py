@@ -156,3 +156,36 @@ def test_read_only_out_dir_is_one_line(stage, tmp_path, finished_run):
     assert f"{ro / 'run'}: cannot write (" in r.stderr
     assert "Read-only file system" in r.stderr or "Permission denied" in r.stderr
     assert checksums(ro) == before
+
+
+@pytest.mark.parametrize("command", ["eval", "data", "demo"])
+def test_read_only_output_of_eval_data_demo_is_one_line(command, tmp_path):
+    comp, data = tmp_path / "c.jsonl", tmp_path / "math.jsonl"
+    data.write_text(json.dumps({"problem": "1+1?", "answer": "2", "id": "a"}) + "\n")
+    comp.write_text(json.dumps({"problem_id": "a", "completion": "\\boxed{2}"}) + "\n")
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text(json.dumps({"text": "one two three four five six", "url": "u", "id": "1"}) + "\n")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    (ro / "keep.txt").write_text("old")
+    before = checksums(ro)
+    argv = {"eval": ["eval", "--backend", "replay", "--completions", str(comp), "--benchmarks", "math500",
+                     "--data", str(data), "--out", str(ro / "out"), "--progress", "false"],
+            "data": ["data", "dedup", "--input", str(docs), "--output", str(ro / "out")],
+            "demo": ["demo", "--quick", "--out", str(ro / "out")]}[command]
+    r = run_read_only(ro, *argv, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr[-2000:]
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{ro / 'out'}" in lines[0] and "cannot write (" in lines[0], lines
+    assert checksums(ro) == before
+
+
+def test_dedup_on_a_broken_line_is_one_line_without_library_logging(tmp_path):
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text(json.dumps({"text": "a b c", "url": "u1", "id": "1"}) + "\n" + '{"text": \n')
+    r = mimo("data", "dedup", "--input", str(docs), "--output", str(tmp_path / "out"), cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.strip() == f"mimo data: error: {docs}:2: malformed JSON (Expecting value at column 1)"
+    verbose = mimo("--verbose", "data", "dedup", "--input", str(docs), "--output", str(tmp_path / "out"),
+                   cwd=tmp_path)
+    assert verbose.returncode == 2 and len(verbose.stderr.splitlines()) > 10  # --verbose shows datatrove's log
