@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         if e.errno not in _STORAGE_ERRNOS:
             raise
         where = e.filename or "output"
-        print(f"mimo {name}: error: {where}: cannot write ({os.strerror(e.errno)})", file=sys.stderr)
+        verb = "cannot write" if e.errno in (errno.EROFS, errno.ENOSPC, errno.EDQUOT) else "cannot access"
+        print(f"mimo {name}: error: {where}: {verb} ({os.strerror(e.errno)})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"mimo {name}: interrupted", file=sys.stderr)
