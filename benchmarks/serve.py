@@ -130,7 +130,8 @@ def main() -> None:
     out = {"clients": args.clients, "rounds": args.rounds, "requests": args.clients * args.rounds,
            "errors": len(errors), "p50_s": round(percentile(all_lat, 0.5), 4),
            "p99_s": round(percentile(all_lat, 0.99), 4), "tokens_per_s": round(total_tokens / wall, 2)}
-    print(f"\n| clients | rounds | requests | errors | p50 (s) | p99 (s) | tokens/s |\n|---:|---:|---:|---:|---:|---:|---:|\n"
+    print("\n| clients | rounds | requests | errors | p50 (s) | p99 (s) | tokens/s |\n"
+          "|---:|---:|---:|---:|---:|---:|---:|\n"
           f"| {out['clients']} | {out['rounds']} | {out['requests']} | {out['errors']} | {out['p50_s']:.2f} "
           f"| {out['p99_s']:.2f} | {out['tokens_per_s']:.1f} |")
     if args.json:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
 import os
 import subprocess
@@ -105,8 +106,9 @@ def test_yaml_error_names_file_and_line(tmp_path):
         resolve_config(PretrainConfig, "pretrain", config_file=str(p))
 
 
-def _tree_sums(root: Path) -> dict[str, int]:
-    return {str(p.relative_to(root)): hash(p.read_bytes()) for p in sorted(root.rglob("*")) if p.is_file()}
+def _tree_sums(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.mark.parametrize("argv", [
