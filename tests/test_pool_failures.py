@@ -99,3 +99,19 @@ def test_report_of_a_real_eval_has_the_counts(tmp_path):
     res = json.loads((tmp_path / "out" / "results.json").read_text())["math500"]
     assert (res["graded"], res["failed_to_grade"], res["timed_out"]) == (4, 0, 0)
     assert "| graded | failed to grade | timed out |" in (tmp_path / "out" / "results.md").read_text()
+
+
+def test_rl_rewarder_turns_a_broken_pool_into_an_error_not_zeros(workers_cannot_import_mimo):
+    import queue
+
+    from mimo.rl.engine import GroupRewarder, RLProblem, _raise_if_error
+
+    events: queue.Queue = queue.Queue()
+    with RewardPool(workers=1) as pool:
+        rewarder = GroupRewarder(pool, events)
+        problem = RLProblem(id="p", kind="math", prompt_ids=(1, 2), reference="2")
+        rewarder.submit(0, problem, ["\\boxed{2}", "\\boxed{3}"])
+        with pytest.raises(PoolBroken, match="reward workers cannot start"):
+            _raise_if_error(events.get(timeout=60))  # what the engine does with each event
+        with pytest.raises(PoolBroken):  # the next group is refused at once, in the trainer's thread
+            rewarder.submit(1, problem, ["\\boxed{2}"])
