@@ -127,3 +127,13 @@ def test_cli_bad_values_exit_nonzero_with_one_line(argv, tmp_path):
     assert r.returncode == 2, r.stderr
     assert r.stderr.count("\n") == 1 and "must be" in r.stderr, r.stderr
     assert _tree_sums(tmp_path) == before and not (tmp_path / "run").exists()
+
+
+def test_paths_reject_nul_and_newline_but_prompts_keep_newlines():
+    from mimo.infer.chat import ChatConfig
+    from mimo.train.sft import SFTConfig
+
+    with pytest.raises(ConfigError, match=r"^--out_dir: must not contain NUL or newline"):
+        resolve_config(SFTConfig, "sft", overrides={"out_dir": "runs/a\nb"})
+    cfg = resolve_config(ChatConfig, "chat", overrides={"system": "line one\nline two"})
+    assert cfg.system == "line one\nline two"

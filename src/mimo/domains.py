@@ -85,6 +85,15 @@ BY_NAME: dict[str, Domain] = {
 # Per-class overrides ("Class.field").
 BY_FIELD: dict[str, Domain] = {}
 
+# Fields naming files or directories (prompts, stop strings and system prompts may hold newlines; paths not).
+PATH_FIELDS = frozenset({"out", "init_from", "tokenizer", "data", "model", "input", "output", "report", "completions",
+                         "eval_data", "heldout", "problems", "solutions", "reference", "save_model", "train"})
+
+
+def is_path_field(name: str) -> bool:
+    return name in PATH_FIELDS or name.endswith(("_dir", "_path", "_file", "_files"))
+
+
 _ZERO_MEANS = re.compile(r"\(0[:=)]|\b0 ?[:=] |\(0 ")
 
 
@@ -120,7 +129,7 @@ def check_value(cls: type, field: dataclasses.Field, value: Any, where: str) -> 
     """Raise a one-line ConfigError naming ``where`` when ``value`` lies outside the field's domain."""
     for leaf in _leaves(value):
         if isinstance(leaf, str):
-            if "\0" in leaf or "\n" in leaf:
+            if is_path_field(field.name) and ("\0" in leaf or "\n" in leaf):
                 raise ConfigError(f"{where}: must not contain NUL or newline characters, got {leaf!r}")
             continue
         dom = domain_of(cls, field, leaf)
