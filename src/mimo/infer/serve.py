@@ -283,6 +283,24 @@ class ChatEngine:
         return choices, usage
 
 
+def _log_config(access: bool) -> dict:
+    """uvicorn's logging: one ``[serve]`` access line per request (``log_requests``), its own messages only from
+    warnings up (no start-up banner; a client hanging up is not an error)."""
+    fmt = {"()": "uvicorn.logging.AccessFormatter", "use_colors": False,
+           "fmt": '[serve] %(client_addr)s "%(request_line)s" %(status_code)s'}
+    return {
+        "version": 1, "disable_existing_loggers": False,
+        "formatters": {"access": fmt, "default": {"format": "[serve] %(levelname)s: %(message)s"}},
+        "handlers": {"access": {"class": "logging.StreamHandler", "formatter": "access", "stream": "ext://sys.stderr"},
+                     "default": {"class": "logging.StreamHandler", "formatter": "default",
+                                 "stream": "ext://sys.stderr"}},
+        "loggers": {"uvicorn": {"handlers": ["default"], "level": "WARNING", "propagate": False},
+                    "uvicorn.error": {"level": "WARNING"},
+                    "uvicorn.access": {"handlers": ["access"], "level": "INFO" if access else "WARNING",
+                                       "propagate": False}},
+    }
+
+
 class Server:
     """The HTTP front: uvicorn serving a Starlette app (:func:`mimo.infer.app.build_app`) on a socket bound here
     with a deep backlog.  ``serve_forever()`` blocks (run it in a thread for tests), ``shutdown()`` stops it,
@@ -304,8 +322,8 @@ class Server:
         self.sock.bind(address)
         self.sock.listen(backlog)
         self.server_address = self.sock.getsockname()
-        config = uvicorn.Config(build_app(self), log_level="warning", access_log=log_requests, lifespan="off",
-                                backlog=backlog, timeout_keep_alive=60, timeout_graceful_shutdown=5)
+        config = uvicorn.Config(build_app(self), log_config=_log_config(log_requests), access_log=log_requests,
+                                lifespan="off", backlog=backlog, timeout_keep_alive=60, timeout_graceful_shutdown=5)
         self._uvicorn = uvicorn.Server(config)
         self._stopped = threading.Event()
 
