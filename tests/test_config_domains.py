@@ -137,3 +137,14 @@ def test_paths_reject_nul_and_newline_but_prompts_keep_newlines():
         resolve_config(SFTConfig, "sft", overrides={"out_dir": "runs/a\nb"})
     cfg = resolve_config(ChatConfig, "chat", overrides={"system": "line one\nline two"})
     assert cfg.system == "line one\nline two"
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_the_demo_s_stage_configs_lie_in_their_domains(quick, tmp_path):
+    from mimo.demo import DemoConfig
+    from mimo.demo_stages import rl_config, sft_config
+
+    cfg = DemoConfig(quick=quick).scaled()
+    assert sft_config(cfg, tmp_path, tmp_path / "base").overwrite
+    rl = rl_config(cfg, tmp_path, tmp_path / "sft", "rl", cfg.rl_steps)
+    assert rl.toy.heldout_math == 0 and rl.overwrite

@@ -72,6 +72,9 @@ BY_NAME: dict[str, Domain] = {
     "seed": COUNT0, "heldout_seed": COUNT0, "gpqa_seed": COUNT0,
     "port": Domain(lo=0, hi=65535), "max_retries": COUNT0, "keep_checkpoints": COUNT0,
     "warmup_steps": COUNT0, "decay_steps": COUNT0, "batch_warmup_steps": COUNT0,
+    # sizes of problem sets: 0 means none of that kind (e.g. RL with no held-out math)
+    "heldout_math": COUNT0, "heldout_code": COUNT0, "math_problems": COUNT0, "code_problems": COUNT0,
+    "eval_math": COUNT0, "eval_code": COUNT0,
     "top_p": PROB_OPEN0, "eval_top_p": PROB_OPEN0,
     "beta1": BETA, "beta2": BETA,
     "alpha": UNIT, "min_lr_ratio": UNIT, "dedup_threshold": UNIT, "number_guard": UNIT, "valid_prior": UNIT,
