@@ -197,3 +197,67 @@ def test_bad_transport_and_routes_then_still_serving(served, client):
     conn.close()
     r = client.chat.completions.create(model=NAME, messages=MESSAGES, max_tokens=3)
     assert r.choices[0].message.content is not None
+
+
+def test_client_disconnect_mid_stream_aborts_its_generation_without_a_traceback(served, client, caplog):
+    import logging
+    import time
+
+    from mimo.infer.engine import GenerationAborted
+
+    server = served[0]
+    engine = server.engine
+    outcomes = []
+    original = engine.complete
+
+    def recording(*args, **kwargs):
+        poll = kwargs["abort"]
+        kwargs["abort"] = lambda: (time.sleep(0.05), poll())[1]  # 60 tokens take 3 s: the hang-up comes first
+        try:
+            out = original(*args, **kwargs)
+        except GenerationAborted:
+            outcomes.append("aborted")
+            raise
+        outcomes.append("done")
+        return out
+
+    engine.complete = recording
+    try:
+        with caplog.at_level(logging.WARNING):
+            host, port = server.server_address[:2]
+            conn = http.client.HTTPConnection(host, port, timeout=30)
+            conn.request("POST", "/v1/chat/completions",
+                         body=json.dumps({**GOOD, "stream": True, "max_tokens": 60, "temperature": 1.0,
+                                          "stop_token_ids": [], "seed": 3}),
+                         headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            resp.read1(64)  # the stream has started
+            conn.sock.close()  # hang up mid-stream
+            conn.close()
+            deadline = time.time() + 60
+            while not outcomes and time.time() < deadline:
+                time.sleep(0.05)
+            # the generator is free: the next request is answered
+            r = client.chat.completions.create(model=NAME, messages=MESSAGES, max_tokens=3)
+            assert r.choices[0].message.content is not None
+        assert outcomes[0] == "aborted"
+        assert outcomes[-1] == "done"
+        assert not [rec for rec in caplog.records if rec.levelno >= logging.ERROR], caplog.text
+    finally:
+        engine.complete = original
+
+
+def test_a_burst_of_concurrent_clients_gets_no_connection_errors(served):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from openai import OpenAI
+
+    server = served[0]
+
+    def one(i: int):
+        c = OpenAI(base_url=server.url, api_key="unused", max_retries=0, timeout=120)
+        return c.chat.completions.create(model=NAME, messages=MESSAGES, max_tokens=2, seed=i).usage.completion_tokens
+
+    with ThreadPoolExecutor(40) as pool:
+        tokens = list(pool.map(one, range(40)))
+    assert len(tokens) == 40 and all(1 <= t <= 2 for t in tokens)

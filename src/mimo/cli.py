@@ -1,13 +1,16 @@
 """The ``mimo`` command line: one sub-command per pipeline stage.
 
-Each command is a function ``cli(argv: list[str]) -> int`` of its own module (``module:function`` names another
-function); modules are imported only when their command runs, so ``mimo --help`` is instant.  User errors
-(:class:`~mimo.errors.MimoError`) print one line and exit 2; Ctrl-C exits 130.
+Each command lives in its own module exposing ``cli(argv: list[str]) -> int``; modules are imported only when
+their command runs, so ``mimo --help`` is instant.  User errors (:class:`~mimo.errors.MimoError`) print one line
+and exit 2, and so does an output location that is read-only, full or not ours to write (the OS error names
+the path); Ctrl-C exits 130.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib
+import os
 import sys
 
 from mimo.errors import MimoError
@@ -30,6 +33,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# Errors of the storage rather than of the program: a read-only volume, a full disk, a folder we may not write.
+_STORAGE_ERRNOS = {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM}
+
+
 def _usage() -> str:
     width = max(len(c) for c in COMMANDS)
     lines = [
@@ -40,12 +47,37 @@ def _usage() -> str:
         "commands:",
     ]
     lines += [f"  {name:<{width}}  {desc}" for name, (_, desc) in COMMANDS.items()]
-    lines += ["", "Run `mimo <command> --help` for the options of a command."]
+    lines += ["", "Run `mimo <command> --help` for the options of a command; `--verbose` shows library logging."]
     return "\n".join(lines)
+
+
+def quiet_libraries(verbose: bool) -> None:
+    """Library logging at warnings only, unless ``--verbose``: datatrove (loguru) prints a pipeline banner,
+    per-task INFO lines and, for an error we re-raise and print as one line anyway, a ~100-line annotated
+    traceback.  Quiet mode keeps warnings and errors that carry no exception (those we do not re-raise)."""
+    os.environ["MIMO_VERBOSE"] = "1" if verbose else os.environ.get("MIMO_VERBOSE", "0")
+    verbose = os.environ["MIMO_VERBOSE"] == "1"  # inherited by worker processes (datatrove tasks, Ray actors)
+    try:
+        from loguru import logger
+    except ImportError:
+        pass
+    else:
+        logger.remove()
+        if verbose:
+            logger.add(sys.stderr, level="DEBUG")
+        else:
+            logger.add(sys.stderr, level="WARNING", backtrace=False, diagnose=False,
+                       filter=lambda record: record["exception"] is None)
+    if not verbose:
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("DATASETS_VERBOSITY", "error")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    verbose = "--verbose" in argv  # global: `mimo --verbose data pipeline ...` or anywhere on the line
+    argv = [a for a in argv if a != "--verbose"]
+    quiet_libraries(verbose)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0
@@ -64,6 +96,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(command(rest) or 0)
     except MimoError as e:
         print(f"mimo {name}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in _STORAGE_ERRNOS:
+            raise
+        where = e.filename or "output"
+        verb = "cannot write" if e.errno in (errno.EROFS, errno.ENOSPC, errno.EDQUOT) else "cannot access"
+        print(f"mimo {name}: error: {where}: {verb} ({os.strerror(e.errno)})", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"mimo {name}: interrupted", file=sys.stderr)

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from mimo.domains import check_value
 from mimo.errors import ConfigError
 
 T = TypeVar("T")
@@ -79,6 +80,36 @@ def load_yaml(path: str | Path) -> dict:
     if unknown:
         raise ConfigError(f"{path}: unknown section {unknown[0]!r} (known: {', '.join(sorted(KNOWN_SECTIONS))})")
     return data
+
+
+def yaml_lines(path: str | Path) -> dict[str, int]:
+    """Dotted key -> 1-based line of every mapping key in a YAML file (so errors can name the line)."""
+    try:
+        root = yaml.compose(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}
+    out: dict[str, int] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                name = f"{prefix}{key.value}"
+                out[name] = key.start_mark.line + 1
+                walk(value, name + ".")
+
+    walk(root, "")
+    return out
+
+
+def _labels(path: str | Path, section: str, where: str) -> dict[str, str]:
+    """Error labels ``FILE:LINE: section.key`` for the keys of ``section`` (and of the shared sections)."""
+    labels = {}
+    for key, line in yaml_lines(path).items():
+        if key.startswith(section + "."):
+            labels[f"{where}.{key[len(section) + 1:]}"] = f"{path}:{line}: {key}"
+        elif key.split(".")[0] in SHARED_SECTIONS:
+            labels[f"{where}.{key}"] = f"{path}:{line}: {key}"
+    return labels
 
 
 def save_yaml(path: str | Path, cfg: Any) -> None:
@@ -174,11 +205,16 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def from_dict(cls: type[T], data: dict, where: str = "config", base: T | None = None) -> T:
-    """Build ``cls`` from a mapping, strictly: unknown keys and wrong types raise ConfigError naming the key.
+def from_dict(
+    cls: type[T], data: dict, where: str = "config", base: T | None = None, labels: dict[str, str] | None = None
+) -> T:
+    """Build ``cls`` from a mapping, strictly: unknown keys, wrong types and values outside the field's domain
+    (:mod:`mimo.domains`) raise ConfigError naming the key.
 
     With ``base``, fields absent from ``data`` keep ``base``'s values (nested dataclasses merge recursively).
+    ``labels`` maps a key's path to the name errors use for it (``FILE:LINE: section.key`` for YAML).
     """
+    labels = labels or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {data!r}")
     hints = _hints(cls)
@@ -195,9 +231,11 @@ def from_dict(cls: type[T], data: dict, where: str = "config", base: T | None = 
         if f.name in data:
             value = data[f.name]
             if dataclasses.is_dataclass(tp) and isinstance(value, dict):
-                kwargs[f.name] = from_dict(tp, value, sub, base=current)
+                kwargs[f.name] = from_dict(tp, value, sub, base=current, labels=labels)
             else:
-                kwargs[f.name] = _coerce(value, tp, sub)
+                label = labels.get(sub, sub)
+                kwargs[f.name] = _coerce(value, tp, label)
+                check_value(cls, f, kwargs[f.name], label)
         elif base is not None:
             kwargs[f.name] = current
     try:
@@ -336,11 +374,13 @@ def resolve_config(
     cfg = cls()
     if preset:
         path = preset_path(preset)
-        cfg = from_dict(cls, section_from_yaml(cls, section, load_yaml(path)), f"{path.name}:{section}", base=cfg)
+        where = f"{path.name}:{section}"
+        cfg = from_dict(cls, section_from_yaml(cls, section, load_yaml(path)), where, base=cfg,
+                        labels=_labels(path, section, where))
     if config_file:
-        cfg = from_dict(
-            cls, section_from_yaml(cls, section, load_yaml(config_file)), f"{config_file}:{section}", base=cfg
-        )
+        where = f"{config_file}:{section}"
+        cfg = from_dict(cls, section_from_yaml(cls, section, load_yaml(config_file)), where, base=cfg,
+                        labels=_labels(config_file, section, where))
     if overrides:
         types_by_name = {name: tp for name, tp, _, _ in _walk_fields(cls)}
         data: dict = {}

@@ -154,8 +154,42 @@ class DocumentMap(PipelineStep):
                 yield out
 
 
+def _quiet_task_logger(logging_dir, rank: int, local_rank: int = 0, node_rank: int = -1):
+    """datatrove's per-task logger with the console at warnings (no re-raised tracebacks: the CLI prints those
+    as one line); the task's log file under ``logging_dir/logs`` still gets everything."""
+    from loguru import logger
+
+    _quiet_console()
+    logfile = logging_dir.open(f"logs/task_{rank:05d}.log", "w")
+    logger.add(logfile, level="DEBUG", colorize=False)
+    return logfile
+
+
+def _quiet_console() -> None:
+    import sys
+
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level="WARNING", colorize=False, backtrace=False, diagnose=False,
+               filter=lambda record: record["exception"] is None, format="{level}: {name}: {message}")
+
+
+def quiet_datatrove() -> None:
+    """Route datatrove's console logging through :func:`_quiet_task_logger` unless ``mimo --verbose``."""
+    if os.environ.get("MIMO_VERBOSE") == "1":
+        return
+    import datatrove.executor.base as base
+    import datatrove.utils.logging as dt_logging
+
+    base.add_task_logger = dt_logging.add_task_logger = _quiet_task_logger
+    dt_logging.setup_default_logger = _quiet_console  # re-installed after every task; it printed the stats tables
+    _quiet_console()
+
+
 def make_executor(pipeline: list, cfg: ExecutorConfig, logging_dir: str | Path, tasks: int | None = None):
     """A datatrove executor of the configured kind for ``pipeline``, logging under ``logging_dir``."""
+    quiet_datatrove()
     tasks = tasks or cfg.tasks
     logging_dir = Path(logging_dir)
     if not cfg.resume and logging_dir.exists():

@@ -6,6 +6,8 @@ the same configuration (so an interrupted demo continues where it stopped).
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 from pathlib import Path
@@ -36,8 +38,13 @@ def _done(stage_dir: Path, section: str, cfg) -> bool:
 
 
 def _tiny(cls, section: str, **overrides):
-    """A stage config from the tiny preset with Python-valued overrides (dotted keys for nested fields)."""
+    """A stage config from the tiny preset with Python-valued overrides (dotted keys for nested fields).
+
+    Stages overwrite their folder: the demo itself skips a stage that finished with the same config and reruns
+    one whose config changed, so its folders are a cache rather than runs to protect."""
     cfg = resolve_config(cls, section, preset="tiny")
+    if "overwrite" in {f.name for f in dataclasses.fields(cls)} and not overrides.get("resume"):
+        overrides = {"overwrite": True, **overrides}
     nested: dict = {}
     for key, value in overrides.items():
         d = nested

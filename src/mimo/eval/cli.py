@@ -45,6 +45,7 @@ class EvalConfig(EvalProtocol, LoadOptions):
     overwrite: bool = F(False, "discard samples already in --out made with other settings")
     batch_size: int = F(32, "local: sequences per generation batch")
     device: str = F("auto", "local: cpu, cuda or auto")
+    threads: int = F(0, "local: torch CPU threads (0: auto, 1 for models under 20M parameters, else the idle cores)")
     speculative: bool = F(False, "MTP speculative decoding (local: the model's MTP layers; vllm: MiMo MTP drafts)")
     speculative_tokens: int = F(1, "vllm: draft tokens per step with --speculative")
     tensor_parallel_size: int = F(1, "vllm: GPUs per model")
@@ -87,9 +88,14 @@ def make_cli_backend(cfg: EvalConfig):
     if not Path(cfg.model).is_dir():
         raise MimoError(f"--model {cfg.model}: no such model directory")
 
+    import torch
+
+    from mimo.infer.engine import inference_threads
+
     model, tok = load_model_dir(cfg.model, device=resolve_device(cfg.device))
     if tok is None:
         raise MimoError(f"{cfg.model}: no tokenizer in the model directory")
+    torch.set_num_threads(inference_threads(model, cfg.threads))
     return backends.LocalBackend(model, tok, batch_size=cfg.batch_size, speculative=cfg.speculative,
                                  label=str(Path(cfg.model).resolve()))
 

@@ -91,6 +91,21 @@ def markdown_table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def grading_table(results: dict[str, dict]) -> str:
+    """Samples graded, failed to grade and timed out per benchmark (results written before these counts: -).
+
+    >>> print(grading_table({"aime24": {"graded": 58, "failed_to_grade": 0, "timed_out": 2}}))
+    | benchmark | graded | failed to grade | timed out |
+    |---|---:|---:|---:|
+    | AIME 2024 | 58 | 0 | 2 |
+    """
+    lines = ["| benchmark | graded | failed to grade | timed out |", "|---|---:|---:|---:|"]
+    for name, m in results.items():
+        cells = [str(m.get(k, "-")) for k in ("graded", "failed_to_grade", "timed_out")]
+        lines.append(f"| {title(name)} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
 def write_report(out: Path, results: dict[str, dict], plots: bool = True) -> dict:
     """Merge ``results`` into ``out/results.json`` and rewrite the markdown table and the combined plot."""
     path = out / "results.json"
@@ -102,7 +117,8 @@ def write_report(out: Path, results: dict[str, dict], plots: bool = True) -> dic
             merged = {}
     merged.update(results)
     write_json(path, merged)
-    (out / "results.md").write_text(markdown_table(merged) + "\n", encoding="utf-8")
+    (out / "results.md").write_text(markdown_table(merged) + "\n\n" + grading_table(merged) + "\n",
+                                    encoding="utf-8")
     if plots:
         curves = {title(k): v["pass@k"] for k, v in merged.items() if v.get("pass@k")}
         if curves:

@@ -233,8 +233,21 @@ class _BenchmarkRun:
             "resumed": self.resumed, "mean_tokens": sum(tokens) / len(tokens) if tokens else None,
             "truncated": sum(r.get("finish") == "length" for r in used) / len(used) if used else 0.0,
             "outcomes": dict(Counter(self.grades[k]["reason"] or "passed" for k in keys).most_common(8)),
+            **grading_counts([self.grades[k]["reason"] for k in keys]),
         })
         return metrics, per_problem
+
+
+def grading_counts(reasons: list) -> dict[str, int]:
+    """Samples graded, failed to grade (the worker died) and timed out (the grader ran out of time), apart: a
+    sample the grader never judged is not a wrong answer, and must not pass for one silently.
+
+    >>> grading_counts([None, "wrong_answer", "timeout", "worker_died", "timeout"])
+    {'graded': 2, 'failed_to_grade': 1, 'timed_out': 2}
+    """
+    failed = sum(r == "worker_died" for r in reasons)
+    timed_out = sum(r == "timeout" for r in reasons)
+    return {"graded": len(reasons) - failed - timed_out, "failed_to_grade": failed, "timed_out": timed_out}
 
 
 def run_benchmark(backend: EvalBackend, bench: Benchmark, protocol: EvalProtocol, out_dir: Path, grader: _Grader,
@@ -268,7 +281,9 @@ def run_benchmark(backend: EvalBackend, bench: Benchmark, protocol: EvalProtocol
               "are left out", file=sys.stderr)
     print(f"[mimo eval] {bench.name}: pass@1 {100 * metrics['pass@1']:.1f} ± {100 * metrics['stderr']:.1f} "
           f"({metrics['n_problems']} problems, n = {metrics['n_samples']}; {run.generated} new samples, "
-          f"{run.resumed} resumed) in {format_seconds(metrics['seconds'])}", file=sys.stderr, flush=True)
+          f"{run.resumed} resumed) in {format_seconds(metrics['seconds'])}; graded {metrics['graded']}, "
+          f"failed to grade {metrics['failed_to_grade']}, timed out {metrics['timed_out']}", file=sys.stderr,
+          flush=True)
     return metrics
 
 

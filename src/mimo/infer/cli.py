@@ -21,7 +21,7 @@ class GenerateConfig:
     speculative: bool | None = F(None, "MTP speculative decoding (default: on when the model has MTP layers)")
     num_draft: int | None = F(None, "speculative draft depth (default: all MTP layers)")
     device: str = F("auto", "cpu, cuda or auto")
-    threads: int = F(0, "torch CPU threads (0: torch default; 1 is fastest for tiny models on a busy CPU)")
+    threads: int = F(0, "torch CPU threads (0: auto, 1 for models under 20M parameters, else the idle cores)")
 
 
 def main(cfg: GenerateConfig) -> int:

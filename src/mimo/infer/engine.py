@@ -6,6 +6,7 @@ with MTP speculative decoding (:mod:`.speculative`), which ``generate(speculativ
 
 from __future__ import annotations
 
+import os
 import time
 
 import torch
@@ -95,6 +96,28 @@ def sample(model, input_ids: list[list[int]], params: SamplingParams, seed: int 
     """:func:`generate` with the knobs of ``params`` (``seed`` overrides ``params.seed``); ``kwargs`` as there."""
     return generate(model, input_ids, params.max_new_tokens, params.temperature, params.top_p,
                     seed=params.seed if seed is None else seed, stop_ids=list(params.stop_ids), **kwargs)
+# Below this many parameters a decode step is a few hundred small kernels, dispatch-bound: more threads only add
+# OpenMP fork/join cost.  Above it, threads help only on cores nobody else is using: on a shared 2-core machine
+# under load 1 thread won at every size we measured (benchmarks/threads.py, table in the README).
+SMALL_MODEL_PARAMS = 20_000_000
+
+
+def inference_threads(model: torch.nn.Module, requested: int = 0) -> int:
+    """CPU threads for generation: ``requested`` if > 0; else 1 for a small model, else the cores not already
+    busy (cores minus the 1-minute load average, at least 1)."""
+    if requested > 0:
+        return requested
+    if sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMS:
+        return 1
+    try:
+        cores = max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        cores = max(1, os.cpu_count() or 1)
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:
+        busy = 0.0
+    return max(1, min(cores, round(cores - busy)))
 
 
 def load_for_inference(model_dir: str, device: str = "auto", threads: int = 0, num_draft: int | None = None):
@@ -104,9 +127,8 @@ def load_for_inference(model_dir: str, device: str = "auto", threads: int = 0, n
     :class:`~mimo.errors.MimoError` with a one-line message for anything the user can fix."""
     if not model_dir:
         raise MimoError("--model is required")
-    if threads > 0:
-        torch.set_num_threads(threads)
     model, tok = load_model_dir(model_dir, device=resolve_device(device))
+    torch.set_num_threads(inference_threads(model, threads))
     if tok is None:
         raise MimoError(f"{model_dir}: no tokenizer in the model directory")
     if num_draft is not None and not 1 <= num_draft <= model.num_mtp_layers:

@@ -1,4 +1,5 @@
-"""``mimo serve``: an OpenAI-compatible server for a local checkpoint (standard library only).
+"""``mimo serve``: an OpenAI-compatible server for a local checkpoint, on uvicorn + Starlette (an ASGI stack, as
+vLLM's server is).
 
 Endpoints: ``POST /v1/chat/completions`` and ``POST /v1/completions`` (``stream`` true: server-sent events,
 chunked), ``GET /v1/models``, ``GET /health``.  Request fields: ``model``, ``messages`` (chat: roles
@@ -8,22 +9,27 @@ system/user/assistant, text content) or ``prompt`` (completions: text or token i
 softmax(logits / T), as :func:`mimo.infer.generate` gives them) and ``return_tokens_as_token_ids`` -- what the RL
 rollout endpoint backend sends, as to vLLM.  A few others are accepted at their neutral values.  Anything else, a
 wrong type, an out-of-range value, an unknown model or too many tokens is a 4xx with an OpenAI-style error body --
-the server never dies on input.  Generations run one at a time (a lock); ``n`` choices run as one batch,
-speculatively when the model has MTP layers.  Responses carry the speculative acceptance per MTP layer in
-``usage.mimo``.
+the server never dies on input.  Generations run one at a time on a generation thread, in arrival order; ``n``
+choices run as one batch, speculatively when the model has MTP layers.  Responses carry the speculative
+acceptance per MTP layer in ``usage.mimo``.
+
+Connections are the event loop's: a burst of clients waits in a deep listen backlog (``backlog``, default 2048;
+the standard library's server had 5, and 50 concurrent clients got connection resets) and their requests queue
+for the generation thread.  A client that disconnects -- mid-stream or while waiting -- aborts its generation at
+the next decode step (or before it starts), so it frees the generator for the next request; nothing is logged
+for it but the access line.
 
 For the released 7B checkpoints at scale use vLLM or SGLang (README, "Speculative decoding and serving").
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
-import json
-import sys
+import socket
 import threading
 import time
-import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from concurrent.futures import ThreadPoolExecutor
 
 from mimo.config import F, stage_cli
 from mimo.errors import MimoError
@@ -52,8 +58,9 @@ class ServeConfig:
     speculative: bool | None = F(None, "MTP speculative decoding (default: on when the model has MTP layers)")
     num_draft: int | None = F(None, "draft depth (default: all MTP layers)")
     device: str = F("auto", "cpu, cuda or auto")
-    threads: int = F(0, "torch CPU threads (0: torch default; 1 is fastest for tiny models on a busy CPU)")
+    threads: int = F(0, "torch CPU threads (0: auto, 1 for models under 20M parameters, else the idle cores)")
     log_requests: bool = F(True, "one access-log line per request on stderr")
+    backlog: int = F(2048, "listen backlog: connections the kernel holds while the server is busy")
 
 
 class RequestError(Exception):
@@ -210,11 +217,12 @@ class ChatEngine:
             return self.tok.chat_prompt(req.messages)
         return self.tok.encode(req.prompt) if isinstance(req.prompt, str) else list(req.prompt)
 
-    def complete(self, req: GenRequest, prompt: list[int], on_delta=None) -> tuple[list[dict], dict]:
+    def complete(self, req: GenRequest, prompt: list[int], on_delta=None, abort=None) -> tuple[list[dict], dict]:
         """Run the request: returns ``(choices, usage)``, a choice being ``{index, text, finish_reason, ids,
         logprobs}`` (ids include a final stop token, as the engine returns it; the text does not).
         ``on_delta(index, text)`` receives text as it becomes final (held back while it could still be the
-        start of a stop string)."""
+        start of a stop string).  ``abort()`` is polled before each decode step: when it returns True (the client
+        went away) :class:`~mimo.infer.engine.GenerationAborted` is raised."""
         from mimo.infer.decoding import GenerationStats
         from mimo.infer.engine import generate
 
@@ -257,7 +265,7 @@ class ChatEngine:
             try:
                 generate(self.model, [prompt] * n, req.max_tokens, req.temperature, req.top_p,
                          speculative=self.speculative, seed=req.seed, stop_ids=sorted(stops),
-                         num_draft=self.num_draft, stats=stats, on_token=on_token, logprobs=lps)
+                         num_draft=self.num_draft, stats=stats, on_token=on_token, logprobs=lps, abort=abort)
             except _Finished:
                 pass
         choices = []
@@ -276,183 +284,80 @@ class ChatEngine:
         return choices, usage
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "mimo-serve"
-    timeout = 60  # seconds a client may stall mid-request before its connection is dropped
-
-    # -------------------------------------------------------------------------------- plumbing
-    @property
-    def app(self) -> Server:
-        return self.server  # type: ignore[return-value]
-
-    def log_message(self, fmt, *args):
-        if self.app.log_requests:
-            sys.stderr.write(f"[serve] {self.address_string()} {fmt % args}\n")
-
-    def _json(self, status: int, obj: dict) -> None:
-        data = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _error(self, status: int, message: str, param: str | None = None) -> None:
-        kind = "invalid_request_error" if status < 500 else "server_error"
-        if status == 404 and param == "model":
-            kind = "not_found_error"
-        self._json(status, {"error": {"message": message, "type": kind, "param": param, "code": None}})
-
-    def _chunk(self, data: bytes) -> None:
-        self.wfile.write(f"{len(data):X}\r\n".encode() + data + b"\r\n")
-        self.wfile.flush()
-
-    def _event(self, obj) -> None:
-        self._chunk(b"data: " + (obj if isinstance(obj, bytes) else json.dumps(obj).encode()) + b"\n\n")
-
-    # -------------------------------------------------------------------------------- routes
-    def do_GET(self):  # noqa: N802
-        if self.path in ("/health", "/v1/health"):
-            return self._json(200, {"status": "ok"})
-        if self.path == "/v1/models":
-            return self._json(200, {"object": "list", "data": [
-                {"id": self.app.engine.name, "object": "model", "created": self.app.started, "owned_by": "mimo"}]})
-        self._error(404, f"no route GET {self.path}")
-
-    def do_POST(self):  # noqa: N802
-        kind = {"/v1/chat/completions": "chat", "/v1/completions": "completion"}.get(self.path)
-        if kind is None:
-            self._drain()
-            return self._error(404, f"no route POST {self.path} (try /v1/chat/completions or /v1/completions)")
-        engine = self.app.engine
-        try:
-            body = self._read_json()
-            req = parse_request(body, kind, engine.name, self.app.max_tokens, self.app.default_max_tokens,
-                                self.app.max_n, engine.vocab_size)
-            prompt = engine.prompt_ids(req)
-            if len(prompt) + req.max_tokens > engine.max_positions:
-                raise RequestError(400, f"too many tokens: the prompt has {len(prompt)} and max_tokens is "
-                                        f"{req.max_tokens}, over the model's context of {engine.max_positions}",
-                                   "max_tokens")
-        except RequestError as e:
-            self.close_connection = e.status in (411, 413)  # the body was not read: the stream is out of step
-            return self._error(e.status, e.message, e.param)
-        try:
-            (self._stream if req.stream else self._complete)(req, prompt)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True  # the client went away; nothing to answer
-        except Exception as e:  # a bug must not take the server down; report it to this client only
-            self.log_message("error: %s: %s", type(e).__name__, e)
-            if not getattr(self, "_headers_sent", False):
-                self._error(500, f"internal error: {type(e).__name__}: {e}")
-            self.close_connection = True
-
-    def _method_not_allowed(self):
-        self._drain()
-        self._error(405, f"method {self.command} not allowed on {self.path}")
-
-    do_PUT = do_DELETE = do_PATCH = _method_not_allowed  # noqa: N815
-
-    # -------------------------------------------------------------------------------- request body
-    def _drain(self) -> None:
-        n = self.headers.get("Content-Length")
-        if n and n.isdigit() and int(n) <= self.app.max_body_bytes:
-            self.rfile.read(int(n))
-        elif n:
-            self.close_connection = True
-
-    def _read_json(self):
-        n = self.headers.get("Content-Length")
-        if n is None:
-            raise RequestError(411, "a Content-Length header is required")
-        if not n.isdigit():
-            raise RequestError(400, f"bad Content-Length {n!r}")
-        if int(n) > self.app.max_body_bytes:
-            raise RequestError(413, f"request body of {n} bytes is over the limit of {self.app.max_body_bytes}")
-        raw = self.rfile.read(int(n))
-        try:
-            return json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise RequestError(400, f"malformed JSON body: {e}") from None
-
-    # -------------------------------------------------------------------------------- responses
-    def _choice(self, req: GenRequest, c: dict) -> dict:
-        if req.kind == "chat":
-            return {"index": c["index"], "message": {"role": "assistant", "content": c["text"]}, "logprobs": None,
-                    "finish_reason": c["finish_reason"]}
-        logprobs = None
-        if req.logprobs:
-            tokens = ([f"token_id:{t}" for t in c["ids"]] if req.token_ids_out
-                      else [self.app.engine.tok.decode([t]) for t in c["ids"]])
-            logprobs = {"tokens": tokens, "token_logprobs": c["logprobs"], "top_logprobs": None}
-        return {"index": c["index"], "text": c["text"], "logprobs": logprobs, "finish_reason": c["finish_reason"]}
-
-    def _complete(self, req: GenRequest, prompt: list[int]) -> None:
-        choices, usage = self.app.engine.complete(req, prompt)
-        self._json(200, {
-            "id": f"{'chatcmpl' if req.kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex[:24]}",
-            "object": "chat.completion" if req.kind == "chat" else "text_completion", "created": int(time.time()),
-            "model": self.app.engine.name, "usage": usage, "choices": [self._choice(req, c) for c in choices]})
-
-    def _stream(self, req: GenRequest, prompt: list[int]) -> None:
-        chat = req.kind == "chat"
-        cid, created, name = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:24]}", int(time.time()), \
-            self.app.engine.name
-
-        def chunk(choices, usage=None):
-            obj = {"id": cid, "object": "chat.completion.chunk" if chat else "text_completion", "created": created,
-                   "model": name, "choices": choices}
-            if usage is not None:
-                obj["usage"] = usage
-            return obj
-
-        def piece(i: int, text: str | None, finish: str | None = None) -> dict:
-            if chat:
-                return {"index": i, "delta": {} if text is None else {"content": text}, "finish_reason": finish}
-            return {"index": i, "text": text or "", "logprobs": None, "finish_reason": finish}
-
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-        self._headers_sent = True
-        if chat:
-            for i in range(req.n):
-                self._event(chunk([{"index": i, "delta": {"role": "assistant", "content": ""},
-                                    "finish_reason": None}]))
-        try:
-            choices, usage = self.app.engine.complete(req, prompt,
-                                                      on_delta=lambda i, text: self._event(chunk([piece(i, text)])))
-            for c in choices:
-                self._event(chunk([piece(c["index"], None, c["finish_reason"])]))
-            if req.include_usage:
-                self._event(chunk([], usage))
-        except (BrokenPipeError, ConnectionResetError):
-            raise
-        except Exception as e:  # headers are out: report in-band, then end the stream properly
-            self.log_message("error: %s: %s", type(e).__name__, e)
-            self._event({"error": {"message": f"internal error: {type(e).__name__}: {e}", "type": "server_error"}})
-        self._event(b"[DONE]")
-        self._chunk(b"")  # end of the chunked body
+def _log_config(access: bool) -> dict:
+    """uvicorn's logging: one ``[serve]`` access line per request (``log_requests``), its own messages only from
+    warnings up (no start-up banner; a client hanging up is not an error)."""
+    fmt = {"()": "uvicorn.logging.AccessFormatter", "use_colors": False,
+           "fmt": '[serve] %(client_addr)s "%(request_line)s" %(status_code)s'}
+    return {
+        "version": 1, "disable_existing_loggers": False,
+        "formatters": {"access": fmt, "default": {"format": "[serve] %(levelname)s: %(message)s"}},
+        "handlers": {"access": {"class": "logging.StreamHandler", "formatter": "access", "stream": "ext://sys.stderr"},
+                     "default": {"class": "logging.StreamHandler", "formatter": "default",
+                                 "stream": "ext://sys.stderr"}},
+        "loggers": {"uvicorn": {"handlers": ["default"], "level": "WARNING", "propagate": False},
+                    "uvicorn.error": {"level": "WARNING"},
+                    "uvicorn.access": {"handlers": ["access"], "level": "INFO" if access else "WARNING",
+                                       "propagate": False}},
+    }
 
 
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
+class Server:
+    """The HTTP front: uvicorn serving a Starlette app (:func:`mimo.infer.app.build_app`) on a socket bound here
+    with a deep backlog.  ``serve_forever()`` blocks (run it in a thread for tests), ``shutdown()`` stops it,
+    ``server_close()`` releases the socket -- the same calls as the standard library's servers."""
 
     def __init__(self, address, engine: ChatEngine, default_max_tokens: int = 256, max_tokens: int = 4096,
-                 max_n: int = 8, max_body_bytes: int = 1 << 20, log_requests: bool = False):
-        super().__init__(address, Handler)
+                 max_n: int = 8, max_body_bytes: int = 1 << 20, log_requests: bool = False, backlog: int = 2048):
+        import uvicorn
+
+        from mimo.infer.app import build_app
+
         self.engine = engine
         self.default_max_tokens, self.max_tokens, self.max_n = default_max_tokens, max_tokens, max_n
         self.max_body_bytes, self.log_requests = max_body_bytes, log_requests
         self.started = int(time.time())
+        self.generator = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mimo-generate")
+        self.sock = socket.socket(socket.AF_INET6 if ":" in address[0] else socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(address)
+        self.sock.listen(backlog)
+        self.server_address = self.sock.getsockname()
+        config = uvicorn.Config(build_app(self), log_config=_log_config(log_requests), access_log=log_requests,
+                                lifespan="off", backlog=backlog, timeout_keep_alive=60, timeout_graceful_shutdown=5)
+        self._uvicorn = uvicorn.Server(config)
+        self._stopped = threading.Event()
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
         return f"http://{host}:{port}/v1"
+
+    def serve_forever(self) -> None:
+        try:
+            self._uvicorn.run(sockets=[self.sock])
+        finally:
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        self._uvicorn.should_exit = True
+        self._stopped.wait(30)
+
+    def server_close(self) -> None:
+        self.generator.shutdown(wait=False, cancel_futures=True)
+        self.sock.close()
+
+    async def run_generation(self, fn, aborted: threading.Event):
+        """Run ``fn()`` on the generation thread (requests queue there in arrival order); one whose client left
+        while it waited is skipped."""
+        def job():
+            if aborted.is_set():
+                from mimo.infer.engine import GenerationAborted
+
+                raise GenerationAborted()
+            return fn()
+
+        return await asyncio.wrap_future(self.generator.submit(job))
 
 
 def main(cfg: ServeConfig) -> int:
@@ -465,13 +370,13 @@ def main(cfg: ServeConfig) -> int:
                         cfg.num_draft)
     try:
         server = Server((cfg.host, cfg.port), engine, cfg.default_max_tokens, cfg.max_tokens, cfg.max_n,
-                        cfg.max_body_bytes, cfg.log_requests)
+                        cfg.max_body_bytes, cfg.log_requests, cfg.backlog)
     except OSError as e:
         raise MimoError(f"cannot listen on {cfg.host}:{cfg.port}: {e.strerror or e}") from None
     mode = f"speculative, {model.num_mtp_layers} MTP layers" if engine.speculative else "plain decoding"
     print(f"[serve] {engine.name} ({mode}) on {server.url}  (POST /chat/completions, GET /models)", flush=True)
     try:
-        server.serve_forever()
+        server.serve_forever()  # uvicorn handles Ctrl-C / SIGTERM: finishes in-flight requests, then returns
     except KeyboardInterrupt:
         pass
     finally:

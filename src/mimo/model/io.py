@@ -95,11 +95,42 @@ def load_model_dir(path: str | Path, device: str | torch.device = "cpu", dtype: 
     path = Path(path)
     if not (path / "config.json").is_file():
         raise MimoError(f"{path}: not a model directory (no config.json)")
+    check_weights_present(path)
     model = MiMoForCausalLM.from_pretrained(str(path), dtype=dtype or torch.float32).to(device)
     tok = None
     if with_tokenizer and (path / "tokenizer.json").is_file():
         tok = Tokenizer.load(path)
+        check_tokenizer_fits(tok, model.config, path)
     return model, tok
+
+
+# Models pad their vocabulary past the tokenizer's size to a round number (MiMo-7B: 151680 rows for ~151.7k
+# tokens); a larger gap means the tokenizer is not the one the model was trained with.
+VOCAB_PADDING = 128
+
+
+def check_weights_present(path: str | Path) -> None:
+    """One line when a model directory has a config but no weights (``model.safetensors`` or its shard index)."""
+    path = Path(path)
+    if not any((path / name).is_file() for name in ("model.safetensors", "model.safetensors.index.json")):
+        raise MimoError(f"{path}: no model weights (model.safetensors is missing)")
+
+
+def check_tokenizer_fits(tok, model_config, where: str | Path) -> None:
+    """The tokenizer must be the model's: no token id past the embedding, no large block of rows it never uses,
+    and its end-of-turn token among the model's stop ids."""
+    vocab, n = int(model_config.vocab_size), int(tok.vocab_size)
+    if n > vocab:
+        raise MimoError(f"{where}: the tokenizer has {n} tokens but the model's vocabulary has {vocab} rows "
+                        f"(ids >= {vocab} would index past the embedding): not this model's tokenizer")
+    if vocab - n >= VOCAB_PADDING:
+        raise MimoError(f"{where}: the tokenizer has {n} tokens but the model's vocabulary has {vocab} rows "
+                        f"(more than {VOCAB_PADDING - 1} of padding): not this model's tokenizer")
+    eos = model_config.eos_token_id
+    stops = set(eos if isinstance(eos, (list, tuple)) else [] if eos is None else [eos])
+    if stops and tok.im_end_id not in stops:
+        raise MimoError(f"{where}: the tokenizer's <|im_end|> is id {tok.im_end_id} but the model stops on "
+                        f"{sorted(stops)}: not this model's tokenizer")
 
 
 def _quiet_transformers() -> None:

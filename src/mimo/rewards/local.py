@@ -16,10 +16,12 @@ import selectors
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import Future
 
+from mimo.errors import MimoError
 from mimo.rewards import LIGHT_IMPORT_ENV
 from mimo.rewards.sandbox import JudgeLimits, make_limits
 
@@ -50,14 +52,28 @@ class WorkerDied(Exception):
     pass
 
 
+class PoolBroken(MimoError):
+    """The pool cannot grade: its workers do not start, or too many tasks fail.  Stops the run."""
+
+
+def _worker_env() -> dict[str, str]:
+    """The workers' environment: light imports, and this process's ``mimo`` first on ``PYTHONPATH``."""
+    import mimo
+
+    src = os.path.dirname(os.path.dirname(os.path.abspath(mimo.__file__)))
+    path = os.environ.get("PYTHONPATH", "")
+    return {**os.environ, LIGHT_IMPORT_ENV: "1", "PYTHONPATH": src + (os.pathsep + path if path else "")}
+
+
 class _Worker:
     """One ``python -m mimo.rewards.worker`` process and its line protocol."""
 
     def __init__(self, warm_math: bool):
-        env = {**os.environ, LIGHT_IMPORT_ENV: "1"}
         argv = [sys.executable, "-m", "mimo.rewards.worker"] + (["--warm-math"] if warm_math else [])
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
-                                     start_new_session=True)
+        # stderr to a file, not a pipe nobody reads (a chatty worker would block); read back if it fails to start
+        self._stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+                                     env=_worker_env(), start_new_session=True)
         self._buf = bytearray()
         self._ready = False
 
@@ -84,7 +100,11 @@ class _Worker:
 
     def call(self, task: dict, wall_s: float) -> dict:
         if not self._ready:
-            self._read_line(time.monotonic() + WORKER_START_TIMEOUT_S)
+            try:
+                self._read_line(time.monotonic() + WORKER_START_TIMEOUT_S)
+            except (WorkerDied, WorkerTimeout, ValueError) as e:
+                raise PoolBroken(f"reward workers cannot start: `{sys.executable} -m mimo.rewards.worker` "
+                                 f"{self._why_not_started(e)}") from None
             self._ready = True
         try:
             self.proc.stdin.write(json.dumps(task).encode() + b"\n")
@@ -93,13 +113,21 @@ class _Worker:
             raise WorkerDied(f"worker {self.pid}: {e}") from None
         return self._read_line(time.monotonic() + wall_s)
 
+    def _why_not_started(self, e: Exception) -> str:
+        if isinstance(e, WorkerTimeout):
+            return f"sent no ready line within {WORKER_START_TIMEOUT_S:.0f} s"
+        self.proc.wait()
+        self._stderr.seek(0)
+        lines = [ln for ln in self._stderr.read().decode(errors="replace").splitlines() if ln.strip()]
+        return f"exited with status {self.proc.returncode}" + (f" ({lines[-1].strip()})" if lines else "")
+
     def kill(self) -> None:
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
         self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout):
+        for stream in (self.proc.stdin, self.proc.stdout, self._stderr):
             try:
                 stream.close()
             except OSError:
@@ -116,6 +144,7 @@ class ProcessBackend:
         self._tasks: queue.Queue = queue.Queue()
         self._pids: dict[int, int] = {}
         self.stats = {"timeouts": 0, "restarts": 0, "retries": 0}
+        self.broken: PoolBroken | None = None
         self._lock = threading.Lock()
         self._threads = [threading.Thread(target=self._drive, args=(slot,), daemon=True, name=f"reward-slot-{slot}")
                          for slot in range(workers)]
@@ -141,6 +170,9 @@ class ProcessBackend:
             task, future = item
             if not future.set_running_or_notify_cancel():
                 continue
+            if self.broken is not None:
+                future.set_exception(self.broken)
+                continue
             attempts = 0
             while True:
                 if worker is None:
@@ -149,6 +181,12 @@ class ProcessBackend:
                         self._pids[slot] = worker.pid
                 try:
                     reply = worker.call(task, task_wall_s(task, self.math_timeout, self.limits))
+                except PoolBroken as e:
+                    worker.kill()
+                    worker = None
+                    self.broken = e
+                    future.set_exception(e)
+                    break
                 except WorkerTimeout:
                     worker.kill()
                     worker = None

@@ -15,23 +15,34 @@ References: for ``"math"`` the gold answer; for ``"code"`` a dict ``{"tests": [.
 (see :func:`mimo.rewards.code.code_reward`); ``"judge"`` takes the same dict with the code itself as completion;
 ``"gold"`` checks a gold answer (the reference) parses, for data curation (:func:`mimo.rewards.math.gold_check`).
 Malformed references fail the future with :class:`~mimo.errors.MimoError` (never a silent 0).
+
+No silent zeros from the pool itself either: workers that cannot start (they cannot import mimo, a bad
+interpreter) or a failure rate -- timeouts plus lost workers -- above ``max_failure_rate`` break the pool: the
+pending and every later :meth:`RewardPool.submit` fail with :class:`PoolBroken`, a one-line error that stops
+the run, rather than grading everything 0.  Workers get the parent's ``mimo`` on ``PYTHONPATH``, so a checkout
+put on ``sys.path`` by hand grades with the same code as the parent.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import threading
 from concurrent.futures import Future
 
 from mimo.config import F
 from mimo.errors import MimoError
 from mimo.rewards import RewardResult
 from mimo.rewards.actors import RayBackend
-from mimo.rewards.local import ProcessBackend, default_workers
+from mimo.rewards.local import PoolBroken, ProcessBackend, default_workers
 from mimo.rewards.sandbox import JudgeLimits, make_limits
 from mimo.rewards.server import HttpBackend
 
 BACKENDS = ("local", "ray", "http")
+FAILURE_RATE_MIN_TASKS = 20  # judge the failure rate only once it means something
+FAILED_REASONS = ("timeout", "worker_died")  # the grader, not the completion, failed
+
+
 @dataclasses.dataclass
 class PoolConfig:
     """How rewards are computed: where, how many at once, and the limits per item."""
@@ -41,6 +52,8 @@ class PoolConfig:
     math_timeout: float = F(5.0, "wall-clock seconds per math item; past it the worker is killed, the item scores 0")
     math_inner_timeout: int = F(2, "Math-Verify's own signal.alarm timeout in workers, whole seconds (0: off)")
     max_retries: int = F(1, "retries of a task whose worker died under it")
+    max_failure_rate: float = F(0.5, "stop (PoolBroken) once more than this fraction of the tasks so far timed out "
+                                     f"or lost their worker (judged after {FAILURE_RATE_MIN_TASKS} tasks)")
     url: str = F("http://127.0.0.1:8321", "server of the http backend (`mimo judge serve`)")
     ray_address: str | None = F(None, "Ray cluster to join (None: the running one, or a local one)")
     warm_math: bool = F(True, "import Math-Verify when a worker starts rather than on its first math item")
@@ -61,6 +74,9 @@ class RewardPool:
         self.cfg = cfg
         self.workers = cfg.workers or default_workers()
         self._ids = itertools.count()
+        self.counts = {"done": 0, "failed": 0}
+        self.broken: PoolBroken | None = None
+        self._count_lock = threading.Lock()
         if cfg.backend == "local":
             self.backend = ProcessBackend(self.workers, cfg.warm_math, cfg.math_timeout, cfg.max_retries, cfg.limits)
         elif cfg.backend == "ray":
@@ -75,10 +91,35 @@ class RewardPool:
                 "math_timeout_s": self.cfg.math_inner_timeout or None}
         if kind not in ("math", "code", "judge", "gold"):
             raise MimoError(f"reward kind: expected math, code, judge or gold, got {kind!r}")
+        broken = self.broken or getattr(self.backend, "broken", None)
+        if broken is not None:
+            raise broken
         raw = self.backend.submit_task(task)
         result: Future = Future()
-        raw.add_done_callback(lambda f: _finish(f, result))
+        raw.add_done_callback(lambda f: self._done(_finish(f, result)))
         return result
+
+    def _done(self, result: Future) -> None:
+        """Count failed tasks; past ``max_failure_rate`` the pool breaks (see the module docstring)."""
+        exc = result.exception()
+        failed = isinstance(exc, PoolBroken) or (exc is None and result.result().reason in FAILED_REASONS)
+        with self._count_lock:
+            self.counts["done"] += 1
+            self.counts["failed"] += failed
+            done, bad = self.counts["done"], self.counts["failed"]
+            if self.broken is None and done >= FAILURE_RATE_MIN_TASKS and bad > self.cfg.max_failure_rate * done:
+                stats = self.stats
+                self.broken = PoolBroken(
+                    f"reward pool: {bad} of {done} tasks failed to grade ({stats.get('timeouts', 0)} timeouts, "
+                    f"{stats.get('restarts', 0)} worker deaths), more than max_failure_rate "
+                    f"{self.cfg.max_failure_rate:g}")
+            if isinstance(exc, PoolBroken) and self.broken is None:
+                self.broken = exc
+
+    def raise_if_broken(self) -> None:
+        """Raise :class:`PoolBroken` if the pool broke (callers check between steps)."""
+        if self.broken is not None:
+            raise self.broken
 
     def map(self, kind: str, completions, references) -> list[RewardResult]:
         """Score many items of one kind in parallel; results in input order."""
@@ -104,14 +145,15 @@ class RewardPool:
         self.close()
 
 
-def _finish(raw: Future, result: Future) -> None:
+def _finish(raw: Future, result: Future) -> Future:
     """Turn a backend's reply dict into a RewardResult (or the worker's error into an exception)."""
     try:
         reply = raw.result()
     except BaseException as e:  # noqa: BLE001
         result.set_exception(e)
-        return
+        return result
     if "error" in reply:
         result.set_exception(MimoError(reply["error"]) if reply.get("user_error") else RuntimeError(reply["error"]))
     else:
         result.set_result(RewardResult.from_dict(reply))
+    return result

@@ -29,6 +29,7 @@ from typing import Any
 
 from mimo.infer.decoding import SamplingParams
 from mimo.rl.accounting import bucket, idle_ratio, token_counts, waste_ratio
+from mimo.rewards.pool import PoolBroken
 from mimo.rl.actor import Group, Sample
 from mimo.rl.rollout import Aborted, RolloutBackend, RolloutDone, RolloutRequest
 from mimo.rl.scheduler import Abort, EvalDone, Launch, Scheduler, Score, Train
@@ -44,6 +45,13 @@ class RLProblem:
     prompt_ids: tuple[int, ...]
     reference: Any
     text: str = ""
+
+
+def _raise_if_error(event):
+    """Events are results, or the reward pool's :class:`PoolBroken` posted from a callback thread."""
+    if isinstance(event, BaseException):
+        raise event
+    return event
 
 
 @dataclasses.dataclass
@@ -79,6 +87,9 @@ class GroupRewarder:
             try:
                 res = fut.result()
                 results[i] = (float(res.score), str(res.reason), tuple(getattr(res, "verdicts", ()) or ()))
+            except PoolBroken as e:  # the pool itself cannot grade: stop the run (never a silent 0)
+                self.events.put(e)
+                return
             except Exception as e:  # a reward that cannot be computed scores 0, with the reason kept
                 results[i] = (0.0, f"error: {type(e).__name__}: {e}", ())
             with lock:
@@ -145,7 +156,7 @@ class RolloutEngine:
         """Block for the next event to hand to the scheduler (canonical order when deterministic)."""
         while True:
             if not self.deterministic:
-                return self.events.get()
+                return _raise_if_error(self.events.get())
             if self.score_order:
                 key = ("reward", self.score_order[0])
             elif self.launched:
@@ -155,7 +166,7 @@ class RolloutEngine:
             if key in self.arrived:
                 (self.score_order if key[0] == "reward" else self.launched).popleft()
                 return self.arrived.pop(key)
-            ev = self.events.get()
+            ev = _raise_if_error(self.events.get())
             self.arrived[("reward" if isinstance(ev, RewardDone) else "rollout", ev.task_id)] = ev
 
     def _execute(self, actions: list, stats: StepStats, params: SamplingParams):

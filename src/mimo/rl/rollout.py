@@ -139,13 +139,16 @@ def _worker_main(wid, config, shared, version, task_q, result_q, abort_ids, thre
 
 
 class LocalRolloutBackend(RolloutBackend):
-    """``num_workers`` forked processes generating with a local copy of the policy (see the module docstring)."""
+    """``num_workers`` spawned processes generating with a local copy of the policy (see the module docstring)."""
 
     def __init__(self, model: torch.nn.Module, num_workers: int = 2, threads_per_worker: int = 1):
         super().__init__()
-        import multiprocessing as mp
+        import torch.multiprocessing as mp  # registers the reductions that pass shared tensors to spawned workers
 
-        ctx = mp.get_context("fork")  # the parent has torch imported already: forking is instant
+        # spawn, not fork: the trainer has used its OpenMP pool by now, and a forked child that starts its own
+        # (threads_per_worker > 1) deadlocks in the inherited pool's barrier (gomp_team_barrier_wait_end).  A
+        # spawned worker costs an interpreter start and the torch import, once per run.
+        ctx = mp.get_context("spawn")
         self.num_workers = num_workers
         self.shared = {k: v.detach().to("cpu", copy=True).share_memory_() for k, v in model.state_dict().items()}
         self.version = ctx.Value("i", 0, lock=False)

@@ -66,7 +66,8 @@ class RLConfig:
     eval_top_p: float = F(0.95, "validation nucleus mass (MiMo's protocol: 0.95)")
     save_every: int = F(10, "checkpoint every N steps (0: only at the end)")
     keep_checkpoints: int = F(2, "checkpoints kept")
-    resume: bool = F(False, "resume from out_dir's latest checkpoint")
+    resume: bool = F(False, "resume from out_dir's newest checkpoint that loads")
+    overwrite: bool = F(False, "start over in an out_dir that holds a run (removes its checkpoints, metrics, final)")
     max_steps: int | None = F(None, "stop after this many steps (tests)")
     seed: int = F(0, "random seed")
     threads: int = F(0, "torch threads of the trainer (0: default)")
@@ -121,7 +122,8 @@ def main(cfg: RLConfig) -> dict:
     if cfg.rollout.backend != "local" and cfg.steps > 0 and cfg.rollout.backend != "vllm":
         raise MimoError("rl: training needs a backend whose weights follow the trainer (local or vllm); "
                         "the endpoint backend serves a fixed policy")
-    run = StageRun("rl", "rl", cfg, cfg.out_dir, cfg.seed, cfg.threads, cfg.keep_checkpoints, cfg.resume)
+    run = StageRun("rl", "rl", cfg, cfg.out_dir, cfg.seed, cfg.threads, cfg.keep_checkpoints, cfg.resume,
+                   overwrite=cfg.overwrite)
     out = run.out
     run.save_config()
     model, tok = load_model_dir(cfg.init_from)

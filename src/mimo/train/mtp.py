@@ -60,7 +60,8 @@ class MtpConfig:
     accept_prompts: int = F(32, "held-out toy problems for the final speculative-acceptance measurement (0: skip)")
     save_every: int = F(100, "checkpoint every N steps (0: only at the end)")
     keep_checkpoints: int = F(2, "checkpoints kept on disk")
-    resume: bool = F(False, "resume from out_dir's latest checkpoint")
+    resume: bool = F(False, "resume from out_dir's newest checkpoint that loads")
+    overwrite: bool = F(False, "start over in an out_dir that holds a run (removes its checkpoints, metrics, final)")
     seed: int = F(0, "random seed")
     threads: int = F(0, "torch CPU threads (0: torch default)")
     device: str = F("auto", "cpu, cuda or auto")
@@ -134,7 +135,8 @@ def main(cfg: MtpConfig) -> dict:
     if cfg.num_mtp_layers < 2 and not cfg.train_first:
         raise MimoError("train-mtp: num_mtp_layers must be >= 2 (layer 1 is frozen; nothing would train)")
     device = resolve_device(cfg.device)
-    run = StageRun("train-mtp", "mtp", cfg, cfg.out_dir, cfg.seed, cfg.threads, cfg.keep_checkpoints, cfg.resume)
+    run = StageRun("train-mtp", "mtp", cfg, cfg.out_dir, cfg.seed, cfg.threads, cfg.keep_checkpoints, cfg.resume,
+                   overwrite=cfg.overwrite)
     out = run.out
     base, tok = load_model_dir(cfg.init_from, device=device)
     if tok is None:

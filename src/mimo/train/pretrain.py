@@ -23,7 +23,7 @@ from mimo.data.shards import TokenStream
 from mimo.data.toy import ToyCorpus, build_heldout_shards, build_stages, build_tokenizer
 from mimo.errors import MimoError
 from mimo.model import MiMoForCausalLM, ModelSpec
-from mimo.model.io import load_model_dir, unwrap
+from mimo.model.io import check_tokenizer_fits, load_model_dir, unwrap
 from mimo.tokenizer import Tokenizer
 from mimo.train import dist
 from mimo.train.loop import accumulate_step, evaluate, make_optimizer, set_lr
@@ -68,7 +68,8 @@ class PretrainConfig:
     eval_batches: int = F(4, "held-out batches per evaluation")
     save_every: int = F(100, "checkpoint every N steps (0: only at the end)")
     keep_checkpoints: int = F(2, "checkpoints kept on disk")
-    resume: bool = F(False, "resume from out_dir's latest checkpoint")
+    resume: bool = F(False, "resume from out_dir's newest checkpoint that loads")
+    overwrite: bool = F(False, "start over in an out_dir that holds a run (removes its checkpoints, metrics, final)")
     max_steps: int | None = F(None, "stop after this many steps (for tests; the schedule still spans all stages)")
     seed: int = F(0, "random seed")
     threads: int = F(0, "torch CPU threads (0: torch default)")
@@ -120,7 +121,7 @@ def main(cfg: PretrainConfig) -> dict:
         raise MimoError("pretrain: `stages` is empty")
     info = dist.init_distributed(cfg.device)
     run = StageRun("pretrain", "pretrain", cfg, cfg.out_dir, cfg.seed, cfg.threads, cfg.keep_checkpoints, cfg.resume,
-                   info.is_main)
+                   info.is_main, overwrite=cfg.overwrite)
     out = run.out
     tok, streams, held = _prepare_data(cfg, info, out)
     run.save_config()
@@ -133,6 +134,7 @@ def main(cfg: PretrainConfig) -> dict:
                                                 pad_token_id=tok.pad_id,
                                                 max_position_embeddings=max(cfg.model.max_position_embeddings,
                                                                             max(s.seq_len for s in cfg.stages))))
+    check_tokenizer_fits(tok, model.config, cfg.tokenizer or cfg.init_from or "pretrain")
     model.to(info.device).train()
     optimizer = make_optimizer(model, cfg.stages[0].lr, cfg.weight_decay, (cfg.beta1, cfg.beta2))
     state = run.restore(model, optimizer)

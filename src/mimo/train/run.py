@@ -16,23 +16,24 @@ import torch
 
 from mimo.config import save_yaml, to_dict
 from mimo.model.io import save_model_dir
-from mimo.train.checkpoint import CheckpointManager
+from mimo.train.checkpoint import CheckpointManager, prepare_run_dir
 from mimo.utils.logging import MetricsLogger
 from mimo.utils.seed import rng_state, seed_everything, set_rng_state
 
 
 class StageRun:
     """One stage's run directory, checkpoints and metrics.  ``section`` names the stage in ``config.yaml``;
-    ``is_main`` is False on the other ranks of a distributed run (they neither write nor print)."""
+    ``is_main`` is False on the other ranks of a distributed run (they neither write nor print).  The run directory
+    is checked first: one that holds a run is refused unless ``resume`` or ``overwrite``."""
 
     def __init__(self, name: str, section: str, cfg: Any, out_dir: str | Path, seed: int, threads: int = 0,
-                 keep_checkpoints: int = 2, resume: bool = False, is_main: bool = True):
+                 keep_checkpoints: int = 2, resume: bool = False, is_main: bool = True, overwrite: bool = False):
         self.name, self.section, self.cfg = name, section, cfg
         self.resume, self.is_main = resume, is_main
         if threads > 0:
             torch.set_num_threads(threads)
-        self.out = Path(out_dir)
-        self.out.mkdir(parents=True, exist_ok=True)
+        # refuses a finished or partly written run dir unless resume/overwrite (see prepare_run_dir)
+        self.out = prepare_run_dir(out_dir, resume=resume, overwrite=overwrite, stage=name, is_main=is_main)
         seed_everything(seed)
         self.ckpt = CheckpointManager(self.out, keep=keep_checkpoints)
         self.start_step = 0

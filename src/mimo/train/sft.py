@@ -59,7 +59,8 @@ class SFTConfig:
     mtp_loss_weight: float = F(0.1, "MTP loss weight (0: leave the MTP layers untouched)")
     save_every: int = F(0, "checkpoint every N steps (0: only at the end)")
     keep_checkpoints: int = F(2, "checkpoints kept")
-    resume: bool = F(False, "resume from out_dir's latest checkpoint")
+    resume: bool = F(False, "resume from out_dir's newest checkpoint that loads")
+    overwrite: bool = F(False, "start over in an out_dir that holds a run (removes its checkpoints, metrics, final)")
     max_steps: int | None = F(None, "stop after this many steps (tests)")
     seed: int = F(0, "random seed")
     threads: int = F(0, "torch CPU threads (0: default)")
@@ -130,7 +131,7 @@ def main(cfg: SFTConfig) -> dict:
         raise MimoError("sft: --init_from (a model directory) is required")
     info = dist.init_distributed(cfg.device)
     run = StageRun("sft", "sft", cfg, cfg.out_dir, cfg.seed, cfg.threads, cfg.keep_checkpoints, cfg.resume,
-                   info.is_main)
+                   info.is_main, overwrite=cfg.overwrite)
     out = run.out
     model, tok = load_model_dir(cfg.init_from, device=info.device)
     if tok is None:
