@@ -209,6 +209,8 @@ class RolloutEngine:
     # ------------------------------------------------------------------------------------------------- steps
 
     def _busy(self, t0: float, t1: float, task_ids) -> float:
+        if hasattr(self.backend, "busy_between"):  # one batched engine (vLLM): busy while it steps
+            return self.backend.busy_between(t0, t1)
         total = 0.0
         for i in task_ids:
             if i in self.intervals:

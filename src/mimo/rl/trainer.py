@@ -28,7 +28,7 @@ from mimo.rewards.pool import PoolConfig, RewardPool
 from mimo.rl.actor import ActorConfig, update_policy
 from mimo.rl.engine import RolloutEngine
 from mimo.rl.problems import ToyRL, load_problems, toy_problems
-from mimo.rl.rollout import EndpointBackend, GenParams, LocalProcessBackend, VLLMBackend
+from mimo.rl.rollout import EndpointBackend, GenParams, LocalProcessBackend
 from mimo.rl.sampling import ProblemSampler
 from mimo.rl.scheduler import Scheduler, SchedulerConfig
 from mimo.train.checkpoint import CheckpointManager, load_model_dir, save_model_dir
@@ -50,6 +50,9 @@ class RolloutConfig:
     temperature: float = F(1.0, "sampling temperature (MiMo: 1.0)")
     top_p: float = F(1.0, "nucleus mass (MiMo: 1.0)")
     deterministic: bool = F(True, "hand events to the scheduler in a canonical order (reproducible runs)")
+    vllm_max_seqs: int = F(256, "vllm: most sequences in the engine's running batch")
+    vllm_kv_cache_gib: int = F(1, "vllm on CPU: KV-cache size in GiB (VLLM_CPU_KVCACHE_SPACE, when not set)")
+    vllm_seed: int = F(0, "vllm: engine seed (each request also carries its own seed)")
 
 
 @dataclasses.dataclass
@@ -93,7 +96,12 @@ def make_backend(cfg: RolloutConfig, model, model_dir: str):
     if cfg.backend == "endpoint":
         return EndpointBackend(cfg.url, num_workers=cfg.workers)
     if cfg.backend == "vllm":
-        return VLLMBackend(model_dir, cfg.workers)
+        from mimo.rl.vllm_rollout import VLLMBackend  # imports vLLM (seconds): only when asked for
+
+        backend = VLLMBackend(model_dir, max_num_seqs=cfg.vllm_max_seqs,
+                              kv_cache_gib=cfg.vllm_kv_cache_gib, seed=cfg.vllm_seed)
+        backend.sync_weights(model)  # the trainer's weights, whatever the directory held (e.g. after resume)
+        return backend
     raise MimoError(f"rollout.backend: expected local, endpoint or vllm, got {cfg.backend!r}")
 
 
