@@ -1,5 +1,5 @@
 """Backends: the OpenAI-compatible endpoint (a real HTTP stub), replay
-file checks, and the local backend's batching (vLLM, for real: tests/test_vllm_eval.py)."""
+file checks, and the local backend's batching (vLLM, for real: tests/test_vllm_rl.py)."""
 
 from __future__ import annotations
 

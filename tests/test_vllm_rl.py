@@ -88,7 +88,7 @@ def test_eval_vllm_backend_gives_the_local_backends_greedy_outputs(sft_model, tm
         outs[run] = tmp_path / run
         eval_main(resolve_config(EvalConfig, "eval", overrides={
             "backend": backend, "speculative": spec, "model": str(sft_model), "benchmarks": "[toy_math]",
-            "toy.size": "16", "toy.max_steps": "1", "n": "1", "temperature": "0", "max_new_tokens": "48",
+            "toy.size": "16", "toy.max_steps": "2", "n": "1", "temperature": "0", "max_new_tokens": "48",
             "out": str(outs[run]), "plots": "false", "progress": "false",
             "vllm_args": "{max_model_len: 512, enforce_eager: true}"}))
     local, vllm, mtp = (_completions(outs[r]) for r in ("local", "vllm", "mtp"))
