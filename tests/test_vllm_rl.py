@@ -94,3 +94,71 @@ def test_eval_vllm_backend_gives_the_local_backends_greedy_outputs(sft_model, tm
     local, vllm, mtp = (_completions(outs[r]) for r in ("local", "vllm", "mtp"))
     assert len(local) == 16 and local == vllm == mtp
     assert len({text for text, _ in local.values()}) > 1  # real, varied outputs
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(cmd: list[str], port: int, log: Path):
+    import os
+    import subprocess
+    import time
+    import urllib.request
+
+    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", MIMO_PROGRESS="0")
+    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"{cmd[0]} exited: {log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=2):
+                return proc
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise AssertionError(f"{cmd[0]} did not come up: {log.read_text()[-3000:]}")
+
+
+def test_vllm_serve_and_mimo_serve_give_the_same_greedy_completions(sft_model, tmp_path):
+    """The same checkpoint behind ``vllm serve`` and ``mimo serve``, asked through the ``openai`` client.  vLLM is
+    asked to keep special tokens in the text (``skip_special_tokens: false``), as ``mimo serve`` does."""
+    import shutil
+    import sys
+
+    from openai import OpenAI
+
+    from mimo.data.tasks import MathTaskGenerator
+
+    vport, mport = _free_port(), _free_port()
+    vllm_bin = shutil.which("vllm", path=str(Path(sys.executable).parent))
+    procs = []
+    try:
+        procs.append(_serve([vllm_bin, "serve", str(sft_model), "--port", str(vport), "--dtype", "float32",
+                             "--enforce-eager", "--max-model-len", "512", "--served-model-name", "m",
+                             "--trust-remote-code"], vport, tmp_path / "vllm.log"))
+        procs.append(_serve([sys.executable, "-m", "mimo.cli", "serve", "--model", str(sft_model), "--port",
+                             str(mport), "--served_name", "m", "--threads", "1"], mport, tmp_path / "mimo.log"))
+        answers = {}
+        for name, port, extra in (("vllm", vport, {"skip_special_tokens": False,
+                                                   "spaces_between_special_tokens": False}), ("mimo", mport, None)):
+            client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=120)
+            answers[name] = [client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": p.prompt_text()}], temperature=0.0,
+                max_tokens=32, extra_body=extra).choices[0].message.content
+                for p in MathTaskGenerator(seed=3, max_steps=2, max_digits=1).sample(4, "heldout")]
+        assert answers["vllm"] == answers["mimo"]
+        assert all(answers["mimo"])
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except Exception:
+                p.kill()

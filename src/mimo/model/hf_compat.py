@@ -47,7 +47,7 @@ class MiMoConfig(Qwen2Config):
 '''
 
 
-REMOTE_MODELING_SOURCE = '''"""MiMo for trust_remote_code loaders (transformers AutoModelForCausalLM): Qwen2 + the MTP layers' weights.
+REMOTE_MODELING_SOURCE = '''"""MiMo for trust_remote_code loaders (AutoModelForCausalLM): Qwen2 + MTP layer weights.
 
 Written by mimo (https://arxiv.org/abs/2505.07608 recipe); depends on transformers only.  The main path is
 Qwen2's; the Multi-Token-Prediction layers (model.mtp_layers.{i}) are held so that their weights load and save,
