@@ -66,6 +66,9 @@ def test_rl_on_vllm_trains_checkpoints_and_resumes(sft_model, tmp_path):
         assert r["valid_groups"] >= 2 and 0 < r["reward"] < 1  # dynamic sampling kept informative groups only
         assert r["updates"] == 2 and 0 <= r["idle_ratio"] <= 1
         assert r["tokens_selected"] > 0
+        # rollout/trainer gap, fp32 on both sides: what the TIS default (off) rests on
+        assert r["mismatch_abs_max"] < 1e-3 and r["mismatch_ratio_out"] == 0.0
+        print(f"[mismatch] step {r['step']}: mean |d| {r['mismatch_abs_mean']:.2e} max {r['mismatch_abs_max']:.2e}")
     assert (run / "checkpoints" / "step_000002").is_dir()
     rl_main(_cfg(sft_model, run, resume="true", max_steps="3"))
     recs = _records(run)

@@ -10,9 +10,10 @@ pi_rollout, tis_cap)`` on each token (:mod:`mimo.rl.loss`).  Every iteration log
 (``mismatch_*``) from one extra no-grad forward over the batch before the first update.
 
 Default ``tis_cap = 0`` (off), from a measurement: with both engines in fp32, ``mimo rl`` on the toy task
-(tests/test_vllm_rl.py's setting) logs a mean |delta logprob| of about 1e-6 for vLLM rollouts and 0 for the
-local backend, and no token outside ratio [0.5, 2], so the weights would be 1 to within 1e-5; the correction
-matters when the rollout engine runs in bf16 or under a different kernel set, where it should be turned on.
+(tests/test_vllm_rl.py's model and settings, steps 2-3) logged a mean |delta logprob| of 1e-7 (max 1.5e-6) for vLLM
+rollouts and 1e-7 (max 2.9e-6) for the local backend, and no token outside ratio [0.5, 2]: the weights would be 1
+to within 3e-6.  The correction matters when the rollout engine runs in bf16 or under another kernel set, or when a
+weight sync lands mid-sequence (vLLM with carried-over tasks); turn it on there (``--actor.tis_cap 2``).
 """
 
 from __future__ import annotations
