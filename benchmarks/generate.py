@@ -115,6 +115,8 @@ def main() -> None:
                                  "tokens_per_s": round(speeds[b], 1)})
                     print(f"[generate] {engine:5s} {shape:>4s} ({params / 1e6:.1f}M) batch {b:4d}: "
                           f"{speeds[b]:9.1f} tok/s", flush=True)
+                if args.json:  # after every engine: a run cut short keeps what it measured
+                    write_json(args.json, rows)
     print("\n| params | batch | mimo tok/s | vLLM tok/s | vLLM / mimo |\n|---|---|---|---|---|")
     for params in sorted({r["params"] for r in rows}):
         for b in batches:
@@ -122,9 +124,11 @@ def main() -> None:
             m, v = cell.get("mimo"), cell.get("vllm")
             ratio = f"{v / m:.2f}x" if m and v else "-"
             print(f"| {params / 1e6:.1f}M | {b} | {m or '-'} | {v or '-'} | {ratio} |")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"rows": rows}, indent=2) + "\n")
+
+
+def write_json(path: str, rows: list[dict]) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps({"rows": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
