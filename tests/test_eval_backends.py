@@ -1,11 +1,9 @@
-"""Backends: the OpenAI-compatible endpoint (a real HTTP stub), vLLM's request plumbing (a stand-in module), replay
-file checks, and the local backend's batching."""
+"""Backends: the OpenAI-compatible endpoint (a real HTTP stub), replay
+file checks, and the local backend's batching (vLLM, for real: tests/test_vllm_rl.py)."""
 
 from __future__ import annotations
 
 import json
-import sys
-import types
 
 import pytest
 
@@ -55,42 +53,6 @@ def test_reasoning_returned_apart_is_put_back():
     assert _choice(c, {"completion_tokens": 9}, True) == {"text": "<think>\n2+2\n</think>\n\\boxed{4}",
                                                           "finish_reason": "length", "tokens": 9}
     assert _choice(c, None, False)["text"] == "\\boxed{4}"
-
-
-def test_vllm_backend_sends_chat_batches_with_per_request_sampling(monkeypatch):
-    seen = {}
-
-    class SamplingParams:
-        def __init__(self, **kw):
-            self.kw = kw
-
-    class LLM:
-        def __init__(self, model, **kw):
-            seen["init"] = (model, kw)
-
-        def chat(self, conversations, params, use_tqdm=True):
-            seen.setdefault("chats", []).append((conversations, [p.kw for p in params]))
-            outs = []
-            for conv, p in zip(conversations, params):
-                choice = [types.SimpleNamespace(text=f"{conv[1]['content']} -> {i}", token_ids=[1, 2, 3],
-                                                finish_reason="stop") for i in range(p.kw["n"])]
-                outs.append(types.SimpleNamespace(outputs=choice))
-            return outs
-
-    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
-    from mimo.eval.backends import VLLMBackend
-
-    backend = VLLMBackend("XiaomiMiMo/MiMo-7B-RL", speculative_tokens=1, chunk=2, tensor_parallel_size=1)
-    model, kw = seen["init"]
-    assert model == "XiaomiMiMo/MiMo-7B-RL" and kw["speculative_config"] == {"method": "mtp",
-                                                                            "num_speculative_tokens": 1}
-    reqs = [_req(f"p{i}", n=i + 1, prompt=f"q{i}") for i in range(3)]
-    out = list(backend.generate(reqs, Sampling(0.6, 0.95)))
-    assert [len(g) for _, g in out] == [1, 2, 3] and out[2][1][1].text == "q2 -> 1" and out[0][1][0].tokens == 3
-    assert len(seen["chats"]) == 2  # chunks of 2 requests
-    convs, params = seen["chats"][0]
-    assert convs[0][0] == {"role": "system", "content": ""}
-    assert params[1] == {"n": 2, "temperature": 0.6, "top_p": 0.95, "max_tokens": 64, "seed": 1000}
 
 
 def _bench(name, ids):

@@ -177,3 +177,44 @@ def test_doctests():
     import mimo.rl.loss
 
     assert doctest.testmod(mimo.rl.loss).failed == 0
+
+
+# ------------------------------------------------------------------------------------ TIS (rollout mismatch)
+
+
+def test_tis_weight_scales_the_pg_term_by_hand():
+    """Two tokens, A = 1, current = trainer-old (ratio 1): per-token loss -A * w, w = min(p_old / p_rollout, C).
+    Token 1: p_old / p_rollout = e^0.5 = 1.6487 (under C = 2); token 2: e^1 = 2.718 -> capped at 2."""
+    from mimo.rl.loss import tis_weights
+
+    old = torch.tensor([[-1.0, -1.0]])
+    rollout = torch.tensor([[-1.5, -2.0]])
+    w = tis_weights(old, rollout, cap=2.0)
+    assert torch.allclose(w, torch.tensor([[math.exp(0.5), 2.0]]), atol=1e-6)
+    logp = old.clone().requires_grad_(True)
+    loss, m = policy_loss(logp, old, torch.tensor([1.0]), torch.ones(1, 2), is_weights=w)
+    assert loss.item() == pytest.approx(-(math.exp(0.5) + 2.0) / 2, abs=1e-6)
+    loss.backward()  # d/dlogp (-A * w * ratio) = -w / 2 at ratio 1 (the weight carries no gradient)
+    assert torch.allclose(logp.grad, -w / 2, atol=1e-6)
+    assert m["tis_weight_mean"].item() == pytest.approx((math.exp(0.5) + 2.0) / 2, abs=1e-6)
+
+
+def test_tis_weight_one_is_the_plain_loss():
+    logp = torch.tensor([[-0.3, -1.2, -0.7]])
+    old = torch.tensor([[-0.5, -1.0, -0.7]])
+    adv, mask = torch.tensor([0.8]), torch.tensor([[1.0, 1.0, 0.0]])
+    plain, _ = policy_loss(logp, old, adv, mask)
+    weighted, _ = policy_loss(logp, old, adv, mask, is_weights=torch.ones(1, 3))
+    assert weighted.item() == plain.item()
+
+
+def test_logprob_mismatch_by_hand():
+    from mimo.rl.loss import logprob_mismatch
+
+    # deltas 0.1, -0.8 (ratio e^-0.8 = 0.449 < 0.5: outside), 0.69 (ratio 1.994: inside); the 4th is masked out
+    trainer = torch.tensor([[-1.0, -2.0, -0.31, -9.0]])
+    rollout = torch.tensor([[-1.1, -1.2, -1.0, -1.0]])
+    m = logprob_mismatch(trainer, rollout, torch.tensor([[1.0, 1.0, 1.0, 0.0]]))
+    assert m["mismatch_abs_mean"].item() == pytest.approx((0.1 + 0.8 + 0.69) / 3, abs=1e-6)
+    assert m["mismatch_abs_max"].item() == pytest.approx(0.8, abs=1e-6)
+    assert m["mismatch_ratio_out"].item() == pytest.approx(1 / 3, abs=1e-6)

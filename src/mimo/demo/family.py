@@ -56,6 +56,7 @@ class DemoConfig:
     eval_code: int = F(50, "held-out code problems")
     eval_samples: int = F(2, "samples per held-out problem (avg@k, pass@k)")
     specdec_prompts: int = F(16, "prompts of the speculative-decoding measurement")
+    rollout_backend: str = F("local", "RL stages' rollout backend: local (worker processes) or vllm")
 
     def scaled(self) -> DemoConfig:
         """The quick version: the same stages with budgets cut to fit ~3 minutes."""

@@ -103,7 +103,7 @@ def rl_config(cfg, out: Path, init: Path, name: str, steps: int):
                  threads=1, eval_every=0, save_every=steps, **{
                      "toy.seed": cfg.seed + 7, "toy.heldout_math": 0, "toy.heldout_code": 0,
                      "toy.math_problems": 200 if cfg.quick else 2000, "toy.code_problems": 24 if cfg.quick else 48,
-                     **quick})
+                     "rollout.backend": cfg.rollout_backend, **quick})
 
 
 def run_rl(cfg, out: Path, init: Path, name: str, steps: int) -> tuple[Path, list[dict]]:

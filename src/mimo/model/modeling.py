@@ -23,6 +23,7 @@ own KV cache, which needs just ``update(key, value, layer_idx)``.
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -42,6 +43,13 @@ from transformers.models.qwen2.modeling_qwen2 import (
 from mimo.model.config import MiMoConfig
 
 IGNORE_INDEX = -100
+
+
+def _cache_kw() -> str:
+    """The name under which a Qwen2 decoder layer takes its KV cache: ``past_key_values`` up to transformers 5.19,
+    ``cache`` from 5.20 on (which still accepts the old name, with a deprecation warning).  Passing the wrong one
+    is silent -- the layer puts it in ``**kwargs`` and attends without a cache -- hence the explicit check."""
+    return "cache" if "cache" in inspect.signature(Qwen2DecoderLayer.forward).parameters else "past_key_values"
 
 
 class MiMoMTPLayer(Qwen2DecoderLayer):
@@ -68,7 +76,8 @@ class MiMoMTPLayer(Qwen2DecoderLayer):
         cache=None,
     ) -> torch.Tensor:  # (B, T, H), already final-normed
         z = self.input_proj(torch.cat([self.hidden_layernorm(hidden), self.token_layernorm(token_embeds)], dim=-1))
-        z = super().forward(z, attention_mask=attention_mask, position_embeddings=position_embeddings, cache=cache)
+        z = super().forward(z, attention_mask=attention_mask, position_embeddings=position_embeddings,
+                            **{_cache_kw(): cache})
         return self.final_layernorm(z)
 
 
@@ -104,10 +113,8 @@ class MiMoModel(Qwen2Model):
         # causal, which lets SDPA use its causal kernel).
         if attention_mask is not None and attention_mask.dim() == 4:
             return attention_mask
-        return create_causal_mask(
-            config=self.config, inputs_embeds=inputs_embeds, attention_mask=attention_mask, cache=cache,
-            position_ids=position_ids,
-        )
+        # the cache argument is positional: its name changed in transformers 5.20 (past_key_values -> cache)
+        return create_causal_mask(self.config, inputs_embeds, attention_mask, cache, position_ids=position_ids)
 
     def forward(  # type: ignore[override]
         self,
@@ -133,9 +140,10 @@ class MiMoModel(Qwen2Model):
         mask = self._mask(attention_mask, inputs_embeds, cache, position_ids)
         h = inputs_embeds
         pos_emb = self.rotary_emb(h, position_ids)
+        cache_kw = _cache_kw()
         for layer in self.layers[: self.config.num_hidden_layers]:
-            h = layer(h, attention_mask=mask, position_ids=position_ids, cache=cache, use_cache=use_cache,
-                      position_embeddings=pos_emb)
+            h = layer(h, attention_mask=mask, position_ids=position_ids, use_cache=use_cache,
+                      position_embeddings=pos_emb, **{cache_kw: cache})
         return MiMoModelOutput(last_hidden_state=self.norm(h), pre_norm_hidden_state=h, cache=cache,
                                position_embeddings=pos_emb)
 

@@ -31,7 +31,7 @@ from mimo.infer.decoding import SamplingParams
 from mimo.rl.accounting import bucket, idle_ratio, token_counts, waste_ratio
 from mimo.rewards.pool import PoolBroken
 from mimo.rl.actor import Group, Sample
-from mimo.rl.rollout import Aborted, RolloutBackend, RolloutDone, RolloutRequest
+from mimo.rl.backend import Aborted, RolloutBackend, RolloutDone, RolloutRequest
 from mimo.rl.scheduler import Abort, EvalDone, Launch, Scheduler, Score, Train
 
 
@@ -220,6 +220,8 @@ class RolloutEngine:
     # ------------------------------------------------------------------------------------------------- steps
 
     def _busy(self, t0: float, t1: float, task_ids) -> float:
+        if hasattr(self.backend, "busy_between"):  # one batched engine (vLLM): busy while it steps
+            return self.backend.busy_between(t0, t1)
         total = 0.0
         for i in task_ids:
             if i in self.intervals:

@@ -25,6 +25,13 @@ Choices the paper leaves open, and ours:
   that the accumulated gradient equals the one of the full batch -- dividing each micro-batch by its own count
   would silently reintroduce a (micro-)batch-level weighting.
 
+Rollout/trainer mismatch (not in the paper; standard since rollouts moved to inference engines).  The rollout
+engine's log-probs differ from the trainer's for the same tokens (other kernels, other precision, and with vLLM a
+weight sync landing mid-sequence).  :func:`logprob_mismatch` measures the gap; with ``tis_cap = C > 0`` the ratio
+is taken against the *trainer's* recomputed old log-probs and the policy-gradient term of each token is weighted
+by the truncated importance weight ``min(pi_trainer_old / pi_rollout, C)`` (TIS: Yao et al., "Your efficient RL
+framework secretly brings you off-policy RL training", 2025), which corrects for sampling from the rollout policy.
+
 All functions are pure tensor code; metrics are returned as detached 0-dim tensors (no host sync here).
 """
 
@@ -72,6 +79,31 @@ def k3_kl(logprobs: Tensor, ref_logprobs: Tensor) -> Tensor:
     return torch.expm1(d) - d
 
 
+def logprob_mismatch(trainer_logprobs: Tensor, rollout_logprobs: Tensor, mask: Tensor) -> dict[str, Tensor]:
+    """Gap between the trainer's and the rollout engine's log-probs of the same tokens (``(B, T)`` each):
+    ``mismatch_abs_mean`` (mean |delta|), ``mismatch_abs_max`` and ``mismatch_ratio_out`` (fraction of tokens whose
+    ratio ``pi_trainer / pi_rollout`` lies outside [0.5, 2]).
+
+    >>> m = logprob_mismatch(torch.tensor([[0.0, -1.0, -2.0]]), torch.tensor([[0.0, -0.2, -2.0]]),
+    ...                      torch.tensor([[1.0, 1.0, 0.0]]))
+    >>> [round(float(m[k]), 4) for k in ("mismatch_abs_mean", "mismatch_abs_max", "mismatch_ratio_out")]
+    [0.4, 0.8, 0.5]
+    """
+    mask = mask.to(trainer_logprobs.dtype)
+    d = (trainer_logprobs - rollout_logprobs).detach()  # (B, T)
+    out = (d.abs() > torch.log(torch.tensor(2.0))).to(mask.dtype)
+    return {"mismatch_abs_mean": masked_mean(d.abs(), mask), "mismatch_abs_max": (d.abs() * mask).max(),
+            "mismatch_ratio_out": masked_mean(out, mask)}
+
+
+def tis_weights(trainer_old_logprobs: Tensor, rollout_logprobs: Tensor, cap: float) -> Tensor:
+    """Truncated importance weights ``min(exp(trainer_old - rollout), cap)`` (detached), ``(B, T)``.
+
+    >>> tis_weights(torch.tensor([[0.0, -1.0]]), torch.tensor([[-1.0, 0.0]]), cap=2.0).tolist()
+    [[2.0, 0.3678794503211975]]
+    """
+    return torch.exp(trainer_old_logprobs.detach() - rollout_logprobs.detach()).clamp(max=cap)
+
 
 def policy_loss(
     logprobs: Tensor,
@@ -85,6 +117,7 @@ def policy_loss(
     ref_logprobs: Tensor | None = None,
     entropy: Tensor | None = None,
     num_tokens: float | Tensor | None = None,
+    is_weights: Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Clipped token-level policy-gradient loss (to minimise) and its metrics.
 
@@ -95,6 +128,7 @@ def policy_loss(
     Per token: ``ratio = exp(logp - old_logp)``,
     ``l = max(-A * ratio, -A * clip(ratio, 1 - eps_low, 1 + eps_high))`` (+ ``kl_coef * k3``), and the loss is
     ``sum(l * mask) / num_tokens`` with ``num_tokens = mask.sum()`` unless given (see the module docstring).
+    ``is_weights`` (``(B, T)``, e.g. :func:`tis_weights`) multiply each token's policy-gradient term (TIS).
 
     Metrics (detached, token-level means): ``clip_frac`` (tokens where the clip is active, i.e. the gradient is
     cut), ``clip_frac_low`` / ``clip_frac_high`` (which side), ``approx_kl`` (k3 estimate of KL(rollout || current)),
@@ -118,6 +152,8 @@ def policy_loss(
     pg_unclipped = -adv * ratio  # (B, T)
     pg_clipped = -adv * clipped  # (B, T)
     pg = torch.maximum(pg_unclipped, pg_clipped)  # (B, T): the pessimistic bound
+    if is_weights is not None:
+        pg = pg * is_weights.detach().to(pg.dtype)  # TIS: the samples came from the rollout engine's policy
     pg_loss = masked_mean(pg, mask, num_tokens)
     loss = pg_loss
 
@@ -145,4 +181,6 @@ def policy_loss(
             metrics["kl_ref"] = kl_ref.detach()
         if entropy is not None:
             metrics["entropy"] = masked_mean(entropy.to(mask.dtype), mask)
+        if is_weights is not None:
+            metrics["tis_weight_mean"] = masked_mean(is_weights.to(mask.dtype), mask)
     return loss, metrics
