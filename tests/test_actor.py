@@ -52,7 +52,8 @@ def _shifted_groups(model, shift: float):
 def _update(model, groups, **kw):
     model = copy.deepcopy(model)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    metrics = update_policy(model, opt, groups, ActorConfig(lr=0.1, mini_batch_groups=1, **kw), pad_id=0, temperature=1.0)
+    metrics = update_policy(model, opt, groups, ActorConfig(lr=0.1, mini_batch_groups=1, **kw), pad_id=0,
+                             temperature=1.0)
     return model, metrics
 
 

@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"
 
 # Ground floor first.  ``mimo`` is the package's own __init__ (it registers the model with transformers).
-LAYERS = ("errors", "utils", "config", "tokenizer", "model", "mimo", "tasks", "rewards", "infer", "eval", "data",
-          "train", "rl", "curate", "demo", "cli")
+LAYERS = ("errors", "utils", "domains", "config", "tokenizer", "model", "mimo", "tasks", "rewards", "infer", "eval",
+          "data", "train", "rl", "curate", "demo", "cli")
 
 
 def _module_name(path: Path) -> str:

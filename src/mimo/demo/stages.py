@@ -7,7 +7,6 @@ the same configuration (so an interrupted demo continues where it stopped).
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import math
 from pathlib import Path

@@ -22,7 +22,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from mimo.infer.serve import GenRequest, RequestError, parse_request
+from mimo.infer.protocol import GenRequest, RequestError, parse_request
 
 
 def error_response(status: int, message: str, param: str | None = None) -> JSONResponse:

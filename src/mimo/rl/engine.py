@@ -28,8 +28,8 @@ from collections import deque
 from typing import Any
 
 from mimo.infer.decoding import SamplingParams
-from mimo.rl.accounting import bucket, idle_ratio, token_counts, waste_ratio
 from mimo.rewards.pool import PoolBroken
+from mimo.rl.accounting import bucket, idle_ratio, token_counts, waste_ratio
 from mimo.rl.actor import Group, Sample
 from mimo.rl.backend import Aborted, RolloutBackend, RolloutDone, RolloutRequest
 from mimo.rl.scheduler import Abort, EvalDone, Launch, Scheduler, Score, Train

@@ -23,15 +23,15 @@ import queue
 import threading
 import time
 from collections import deque
+
 import torch
 
 from mimo.config import F
 from mimo.errors import MimoError
-from mimo.infer.decoding import GenerationAborted, SamplingParams
+from mimo.infer.decoding import GenerationAborted
 from mimo.infer.engine import sample
 from mimo.model import MiMoForCausalLM
 from mimo.rl.backend import Aborted, RolloutBackend, RolloutDone, RolloutRequest
-
 
 # ---------------------------------------------------------------------------------------------- local processes
 

@@ -35,7 +35,6 @@ from mimo.errors import MimoError
 from mimo.model.io import fresh_tmp, replace_dir, unwrap, write_model
 from mimo.utils.io import atomic_open
 
-
 # What a stage writes into its run directory; --overwrite removes exactly these (caches such as data/ stay).
 RUN_ARTEFACTS = ("config.yaml", "metrics.jsonl", "checkpoints", "final", "tb", "samples")
 
@@ -146,11 +145,13 @@ class CheckpointManager:
         try:
             state = torch.load(path / "trainer_state.pt", map_location="cpu", weights_only=False)
         except Exception as e:  # truncated or corrupt pickle/zip: any of several exception types
-            raise MimoError(f"trainer_state.pt does not load ({type(e).__name__}: {str(e).splitlines()[0][:80]})")
+            raise MimoError(f"trainer_state.pt does not load ({type(e).__name__}: {str(e).splitlines()[0][:80]})") \
+                from None
         try:
             tensors = load_file(str(path / "model.safetensors"))
         except Exception as e:
-            raise MimoError(f"model.safetensors does not load ({type(e).__name__}: {str(e).splitlines()[0][:80]})")
+            raise MimoError(f"model.safetensors does not load ({type(e).__name__}: {str(e).splitlines()[0][:80]})") \
+                from None
         return state, tensors
 
     def load_state(self, path: str | Path | None = None) -> tuple[Path, dict]:
