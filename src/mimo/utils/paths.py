@@ -8,8 +8,8 @@ from pathlib import Path
 
 def eval_data_dir() -> Path | None:
     """The evaluation-data folder (MATH-500, AIME, LiveCodeBench prompts, HumanEval): ``$MIMO_EVAL_DATA``, else
-    ``shared/data`` beside this checkout or one of its ancestors (``../shared/data`` for a clone beside
-    ``shared/``); None when absent."""
+    ``shared/data`` in this checkout's folder or one of its ancestors (a clone that sits beside a ``shared/``
+    folder finds it); None when absent."""
     env = os.environ.get("MIMO_EVAL_DATA")
     if env:
         return Path(env) if Path(env).is_dir() else None
