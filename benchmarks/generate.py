@@ -35,7 +35,7 @@ def write_model(root: Path, name: str) -> tuple[Path, int]:
 
     from mimo.model import MiMoForCausalLM, ModelSpec
     from mimo.tokenizer import format_chat, train_bpe
-    from mimo.train.checkpoint import save_model_dir
+    from mimo.model.io import save_model_dir
 
     texts = [format_chat([{"role": "user", "content": f"Compute {a} + {b}."}]) + str(a + b)
              for a in range(30) for b in range(30)]
@@ -57,7 +57,7 @@ def prompts(batch: int, seed: int) -> list[list[int]]:
 
 def time_mimo(path: Path, batches: list[int], new: int, repeats: int) -> dict[int, float]:
     from mimo.infer.engine import generate
-    from mimo.train.checkpoint import load_model_dir
+    from mimo.model.io import load_model_dir
 
     model, _ = load_model_dir(path)
     model.eval()

@@ -24,7 +24,7 @@ STAGES = [
     ("mimo.train.mtp", "MtpConfig", "mtp"), ("mimo.rl.trainer", "RLConfig", "rl"),
     ("mimo.eval.cli", "EvalConfig", "eval"), ("mimo.infer.cli", "GenerateConfig", "infer"),
     ("mimo.infer.chat", "ChatConfig", "chat"), ("mimo.infer.serve", "ServeConfig", "serve"),
-    ("mimo.demo", "DemoConfig", "demo"), ("mimo.rewards.cli", "LevelsConfig", "rewards"),
+    ("mimo.demo.family", "DemoConfig", "demo"), ("mimo.rewards.cli", "LevelsConfig", "rewards"),
 ] + [(module, cls, f"data.{name}") for name, (module, cls, _) in SUBCOMMANDS.items()]
 
 
@@ -141,8 +141,8 @@ def test_paths_reject_nul_and_newline_but_prompts_keep_newlines():
 
 @pytest.mark.parametrize("quick", [False, True])
 def test_the_demo_s_stage_configs_lie_in_their_domains(quick, tmp_path):
-    from mimo.demo import DemoConfig
-    from mimo.demo_stages import rl_config, sft_config
+    from mimo.demo.family import DemoConfig
+    from mimo.demo.stages import rl_config, sft_config
 
     cfg = DemoConfig(quick=quick).scaled()
     assert sft_config(cfg, tmp_path, tmp_path / "base").overwrite

@@ -59,7 +59,7 @@ print("GREEDY", json.dumps([greedy[0, inputs["input_ids"].shape[1]:].tolist(), i
 def ckpt(tmp_path_factory):
     from mimo.model import MiMoForCausalLM, ModelSpec
     from mimo.tokenizer import format_chat, train_bpe
-    from mimo.train.checkpoint import save_model_dir
+    from mimo.model.io import save_model_dir
 
     path = tmp_path_factory.mktemp("seed") / "ckpt"
     texts = [format_chat([{"role": "user", "content": f"Today is day {a}. Compute {a} + {b}."}]) + f"{a + b}"

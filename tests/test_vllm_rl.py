@@ -21,7 +21,7 @@ from mimo.rl.trainer import main as rl_main
 def sft_model(tmp_path_factory):
     import torch
 
-    from mimo.data.tasks import MathTaskGenerator
+    from mimo.tasks import MathTaskGenerator
     from mimo.model import MiMoForCausalLM, ModelSpec
     from mimo.tokenizer import train_bpe
     from mimo.train.sft import SFTConfig
@@ -37,7 +37,7 @@ def sft_model(tmp_path_factory):
     model.save_pretrained(str(root / "init"))
     cfg = resolve_config(SFTConfig, "sft", overrides={
         "init_from": str(root / "init"), "out_dir": str(root / "sft"), "toy.problems": "80",
-        "toy.max_steps": "1", "toy.max_digits": "1", "toy.teacher_slip_rate": "0.0", "toy.teacher_mul_bias": "0.0",
+        "toy.tasks.max_steps": "1", "toy.tasks.max_digits": "1", "toy.teacher_slip_rate": "0.0", "toy.teacher_mul_bias": "0.0",
         "seq_len": "128", "batch_size": "16", "micro_batch_size": "16", "steps": "60", "lr": "0.01",
         "decontaminate": "[]", "decontaminate_toy_heldout": "0", "log_every": "1000", "threads": "1"})
     sft_main(cfg)
@@ -45,8 +45,8 @@ def sft_model(tmp_path_factory):
 
 
 def _cfg(model: Path, out: Path, **over) -> RLConfig:
-    base = {"init_from": str(model), "out_dir": str(out), "toy.math_problems": "40", "toy.max_steps": "1",
-            "toy.max_digits": "1", "toy.heldout_math": "8", "steps": "3", "max_steps": "2",
+    base = {"init_from": str(model), "out_dir": str(out), "toy.math_problems": "40", "toy.tasks.max_steps": "1",
+            "toy.tasks.max_digits": "1", "toy.heldout_math": "8", "steps": "3", "max_steps": "2",
             "scheduler.batch_size": "2", "scheduler.group_size": "8", "scheduler.max_active_tasks": "4",
             "scheduler.carry_over": "false", "actor.lr": "0.001", "actor.mini_batch_groups": "1",
             "actor.micro_batch_size": "16", "rollout.backend": "vllm", "rollout.max_new_tokens": "24",
@@ -65,7 +65,7 @@ def test_rl_on_vllm_trains_checkpoints_and_resumes(sft_model, tmp_path):
     recs = _records(run)
     assert [r["step"] for r in recs] == [0, 1, 2]
     for r in recs[1:]:
-        assert r["valid_groups"] >= 2 and 0 < r["reward"] < 1  # dynamic sampling kept informative groups only
+        assert r["informative_groups"] >= 2 and 0 < r["reward"] < 1  # dynamic sampling kept informative groups only
         assert r["updates"] == 2 and 0 <= r["idle_ratio"] <= 1
         assert r["tokens_selected"] > 0
         # rollout/trainer gap, fp32 on both sides: what the TIS default (off) rests on
@@ -94,7 +94,7 @@ def test_eval_vllm_backend_gives_the_local_backends_greedy_outputs(sft_model, tm
         outs[run] = tmp_path / run
         eval_main(resolve_config(EvalConfig, "eval", overrides={
             "backend": backend, "speculative": spec, "model": str(sft_model), "benchmarks": "[toy_math]",
-            "toy.size": "16", "toy.max_steps": "2", "n": "1", "temperature": "0", "max_new_tokens": "48",
+            "toy.size": "16", "toy.tasks.max_steps": "2", "n": "1", "temperature": "0", "max_new_tokens": "48",
             "out": str(outs[run]), "plots": "false", "progress": "false",
             "vllm_args": "{max_model_len: 512, enforce_eager: true}"}))
     local, vllm, mtp = (_completions(outs[r]) for r in ("local", "vllm", "mtp"))
@@ -142,7 +142,7 @@ def test_vllm_serve_and_mimo_serve_give_the_same_greedy_completions(sft_model, t
 
     from openai import OpenAI
 
-    from mimo.data.tasks import MathTaskGenerator
+    from mimo.tasks import MathTaskGenerator
 
     vport, mport = _free_port(), _free_port()
     procs = []

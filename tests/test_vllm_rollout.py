@@ -29,7 +29,7 @@ def make_checkpoint(path, seed: int = 0, mtp_layers: int = 1):
     from mimo.model import MiMoForCausalLM, ModelSpec
     from mimo.rl.problems import ToyRL, toy_problems
     from mimo.tokenizer import format_chat, train_bpe
-    from mimo.train.checkpoint import save_model_dir
+    from mimo.model.io import save_model_dir
 
     spec = ToyRL(math_problems=0, heldout_math=40)
     texts = [format_chat([{"role": "user", "content": f"Compute {a} + {b} * {a}."}]) + f"The answer is {a + b}."
