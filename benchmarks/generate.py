@@ -34,8 +34,8 @@ def write_model(root: Path, name: str) -> tuple[Path, int]:
     import torch
 
     from mimo.model import MiMoForCausalLM, ModelSpec
-    from mimo.tokenizer import format_chat, train_bpe
     from mimo.model.io import save_model_dir
+    from mimo.tokenizer import format_chat, train_bpe
 
     texts = [format_chat([{"role": "user", "content": f"Compute {a} + {b}."}]) + str(a + b)
              for a in range(30) for b in range(30)]

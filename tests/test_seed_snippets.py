@@ -58,8 +58,8 @@ print("GREEDY", json.dumps([greedy[0, inputs["input_ids"].shape[1]:].tolist(), i
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     from mimo.model import MiMoForCausalLM, ModelSpec
-    from mimo.tokenizer import format_chat, train_bpe
     from mimo.model.io import save_model_dir
+    from mimo.tokenizer import format_chat, train_bpe
 
     path = tmp_path_factory.mktemp("seed") / "ckpt"
     texts = [format_chat([{"role": "user", "content": f"Today is day {a}. Compute {a} + {b}."}]) + f"{a + b}"

@@ -21,8 +21,8 @@ from mimo.rl.trainer import main as rl_main
 def sft_model(tmp_path_factory):
     import torch
 
-    from mimo.tasks import MathTaskGenerator
     from mimo.model import MiMoForCausalLM, ModelSpec
+    from mimo.tasks import MathTaskGenerator
     from mimo.tokenizer import train_bpe
     from mimo.train.sft import SFTConfig
     from mimo.train.sft import main as sft_main
@@ -37,7 +37,8 @@ def sft_model(tmp_path_factory):
     model.save_pretrained(str(root / "init"))
     cfg = resolve_config(SFTConfig, "sft", overrides={
         "init_from": str(root / "init"), "out_dir": str(root / "sft"), "toy.problems": "80",
-        "toy.tasks.max_steps": "1", "toy.tasks.max_digits": "1", "toy.teacher_slip_rate": "0.0", "toy.teacher_mul_bias": "0.0",
+        "toy.tasks.max_steps": "1", "toy.tasks.max_digits": "1", "toy.teacher_slip_rate": "0.0",
+        "toy.teacher_mul_bias": "0.0",
         "seq_len": "128", "batch_size": "16", "micro_batch_size": "16", "steps": "60", "lr": "0.01",
         "decontaminate": "[]", "decontaminate_toy_heldout": "0", "log_every": "1000", "threads": "1"})
     sft_main(cfg)

@@ -27,9 +27,9 @@ LOGPROB_TOL = 1e-4  # fp32 both sides; vLLM's CPU kernels differ from torch's in
 def make_checkpoint(path, seed: int = 0, mtp_layers: int = 1):
     """A tiny random MiMo (with a sharpened head, so greedy argmaxes are far from ties) and its tokenizer."""
     from mimo.model import MiMoForCausalLM, ModelSpec
+    from mimo.model.io import save_model_dir
     from mimo.rl.problems import ToyRL, toy_problems
     from mimo.tokenizer import format_chat, train_bpe
-    from mimo.model.io import save_model_dir
 
     spec = ToyRL(math_problems=0, heldout_math=40)
     texts = [format_chat([{"role": "user", "content": f"Compute {a} + {b} * {a}."}]) + f"The answer is {a + b}."

@@ -66,7 +66,7 @@ class CurateConfig:
     benchmarks: list[str] = F(factory=lambda: list(BENCHMARKS),
                               help="decontaminate against these: names, FILE.jsonl[:field] or text files; [] = off")
     decontam_n: int = F(16, "decontamination n-gram length in words (MiMo: 16)")
-    data_dir: str = F("", "evaluation data folder (default: $MIMO_EVAL_DATA, else a shared/data folder beside the checkout)")
+    data_dir: str = F("", "evaluation data folder (default: $MIMO_EVAL_DATA, else shared/data nearby)")
     dedup_n: int = F(5, "dedup n-gram length in words")
     dedup_threshold: float = F(0.7, "dedup: Jaccard similarity of n-gram sets at which problems are duplicates")
     llm_endpoint: str = F("", "LLM proof/multiple-choice classifier: OpenAI-compatible base URL ('' = rules only)")

@@ -205,7 +205,7 @@ class DecontamConfig:
     benchmarks: list[str] = F(factory=lambda: list(BENCHMARKS),
                               help="benchmarks: names, FILE.jsonl[:field] or text files (one item per line)")
     n: int = F(16, "n-gram length in normalised words")
-    data_dir: str = F("", "evaluation data folder (default: $MIMO_EVAL_DATA, else a shared/data folder beside the checkout)")
+    data_dir: str = F("", "evaluation data folder (default: $MIMO_EVAL_DATA, else shared/data nearby)")
     report: str = F("", "optional JSON report: counts and the dropped records' ids with the items they overlap")
 
 

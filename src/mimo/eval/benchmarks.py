@@ -82,7 +82,7 @@ class ToyEval:
 class LoadOptions:
     """Where benchmark data comes from, and how it is sampled."""
 
-    data: str = F("", "benchmark file (one benchmark) or folder (default: $MIMO_EVAL_DATA, else a shared/data folder beside the checkout)")
+    data: str = F("", "benchmark file (one benchmark) or folder (default: $MIMO_EVAL_DATA, else shared/data nearby)")
     data_files: dict[str, str] = F(factory=dict, help="per-benchmark file or folder, e.g. {gpqa_diamond: gpqa.csv}")
     gpqa_seed: int = F(0, "seed of GPQA's fixed choice shuffle")
     max_problems: int = F(0, "evaluate only the first N problems of each benchmark (0: all)")
