@@ -8,10 +8,16 @@ Code runners (tests/s = tests judged per wall second, best of ``--repeat``; the 
 repetition, so a machine shared with other jobs loads them alike):
 
 * ``exec in-process``   -- ``exec(program + check)`` in this process: the tests' own cost, no isolation at all;
-* ``lcb_style``         -- the baseline, LiveCodeBench's pattern: a forked process per (problem, response) that
-  runs all of its tests in a loop under ``signal.alarm`` (stdin tests with ``sys.stdin``/``sys.stdout`` swapped for
-  StringIO, compared by the same LiveCodeBench rule), results over a pipe, ``--workers`` samples at once; no OS
-  isolation (the program can read and write every file of the host) and no isolation between tests;
+* ``lcb_style``         -- the baseline, LiveCodeBench's own grader as its cost is laid out (``check_correctness``
+  and ``run_test`` of ``lcb_runner/evaluation``; our code, the same steps): a pool of ``--workers`` processes; per
+  (problem, response) a ``multiprocessing.Manager`` whose proxied list carries the results and a
+  ``multiprocessing.Process`` joined under a global timeout; inside, the guard that disables destructive functions,
+  a stdin program rewritten into one function after the import prelude and compiled once, then per test
+  ``signal.alarm``, ``faulthandler`` on/off, stdout captured and ``open``/``sys.stdin`` patched with
+  ``unittest.mock``; the same comparison rule.  No OS isolation, no isolation between tests;
+* ``lcb_lean``          -- the same pattern stripped to its core, for reference: a forked process per (problem,
+  response) (no Manager, no pool, no mocks) that runs all of its tests in a loop under ``signal.alarm`` with
+  ``sys.stdin``/``sys.stdout`` swapped for StringIO, results over a pipe, ``--workers`` samples at once;
 * ``mimo``              -- ``RewardPool(workers=N)``: bubblewrap sandboxes kept warm per worker (one start serves
   many (problem, response) jobs), a trusted driver that forks a fresh process per test with its own uid and
   rlimits, results compared outside the sandbox, assert checks in a separate checker process.
@@ -129,8 +135,9 @@ def exec_in_process(problems: list[dict]) -> float:
     return time.perf_counter() - start
 
 
-def _lcb_child(sample: dict, conn, timeout: int) -> None:
-    """LiveCodeBench's pattern: all tests of a sample in one throwaway process, each under signal.alarm."""
+def _lcb_lean_child(sample: dict, conn, timeout: int) -> None:
+    """The lean variant: all tests of a sample in one throwaway process, each under signal.alarm, stdio swapped
+    for StringIO; nothing else of LiveCodeBench's per-test work."""
     def handler(signum, frame):
         raise TimeoutError()
 
@@ -163,14 +170,14 @@ def _lcb_child(sample: dict, conn, timeout: int) -> None:
         conn.send(results)
 
 
-def lcb_style(samples: list[dict], workers: int, timeout: int = 6) -> tuple[float, int]:
+def lcb_lean(samples: list[dict], workers: int, timeout: int = 6) -> tuple[float, int]:
     """``samples``: ``{"source", "tests"}``; returns (wall seconds, tests passed)."""
     ctx = multiprocessing.get_context("fork")
     import mimo.rewards.code  # noqa: F401 -- imported here, before the forks: the children only use it
 
     def one(sample: dict) -> int:
         parent, child = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_lcb_child, args=(sample, child, timeout))
+        proc = ctx.Process(target=_lcb_lean_child, args=(sample, child, timeout))
         proc.start()
         child.close()
         ok = parent.recv() if parent.poll(timeout * len(sample["tests"]) + 5) else []
@@ -183,6 +190,151 @@ def lcb_style(samples: list[dict], workers: int, timeout: int = 6) -> tuple[floa
     with ThreadPoolExecutor(workers) as pool:
         passed = sum(pool.map(one, samples))
     return time.perf_counter() - start, passed
+
+
+# LiveCodeBench's grader, as its cost is laid out (our own code; the steps follow its `check_correctness` and
+# `run_test`): per (problem, response) a `multiprocessing.Manager` whose proxied lists carry the results back and a
+# `multiprocessing.Process` joined with a global timeout, started from a pool of `workers` processes; inside, the
+# guard that disables destructive functions; a stdin program rewritten (via `ast`) into one function after the
+# import prelude and compiled once; per test `signal.alarm`, `faulthandler` on and off, stdout captured in a
+# StringIO and `open`, `sys.stdin` and its `readline`/`readlines`/`read` patched with `unittest.mock`.
+
+
+def _lcb_guard() -> None:
+    import builtins
+    import shutil
+    import subprocess
+
+    os.environ["OMP_NUM_THREADS"] = "1"
+    for name in ("kill", "system", "putenv", "remove", "removedirs", "rmdir", "fchdir", "setuid", "fork", "forkpty",
+                 "killpg", "rename", "renames", "truncate", "replace", "unlink", "fchmod", "fchown", "chmod", "chown",
+                 "chroot", "lchown", "getcwd", "chdir"):
+        setattr(os, name, None)
+    shutil.rmtree = shutil.move = shutil.chown = None
+    subprocess.Popen = None
+    builtins.help = None
+    for mod in ("ipdb", "joblib", "resource", "psutil", "tkinter"):
+        sys.modules[mod] = None
+
+
+def _lcb_as_function(code: str) -> str:
+    """The stdin program as the body of one function (imports stay at the top), after the prelude."""
+    import ast
+
+    from mimo.rewards.runner import PRELUDE
+
+    try:
+        tree = ast.parse(code)
+        last = tree.body[-1] if tree.body else None
+        if isinstance(last, ast.If) and ast.unparse(last.test).strip() == "__name__ == '__main__'":
+            tree = ast.parse(ast.unparse(tree.body[:-1]) + "\n" + ast.unparse(last.body))
+        imports = [st for st in tree.body if isinstance(st, (ast.Import, ast.ImportFrom))]
+        body = [st for st in tree.body if not isinstance(st, (ast.Import, ast.ImportFrom))] or [ast.Pass()]
+        fn = ast.FunctionDef(name="wrapped_function", args=ast.arguments(posonlyargs=[], args=[], kwonlyargs=[],
+                             kw_defaults=[], defaults=[]), body=body, decorator_list=[], lineno=1)
+        return PRELUDE + "\n" + ast.unparse(imports) + "\n" + ast.unparse(fn)
+    except SyntaxError:
+        return code
+
+
+def _lcb_call_stdin(method, text: str) -> None:
+    from unittest import mock
+
+    lines = iter(text.split("\n"))
+    with mock.patch("builtins.open", mock.mock_open(read_data=text)), \
+            mock.patch("sys.stdin", io.StringIO(text)), \
+            mock.patch("sys.stdin.readline", lambda *a: next(lines)), \
+            mock.patch("sys.stdin.readlines", lambda *a: text.split("\n")), \
+            mock.patch("sys.stdin.read", lambda *a: text):
+        try:
+            method()
+        except SystemExit:
+            pass
+
+
+def _lcb_run(sample: dict, timeout: int, results) -> None:
+    import faulthandler
+    import types
+
+    from mimo.rewards.code import outputs_match
+
+    def handler(signum, frame):
+        raise TimeoutError()
+
+    signal.signal(signal.SIGALRM, handler)
+    _lcb_guard()
+    out: list = []
+    try:
+        if sample["tests"] == [None]:  # an assert test: program and check code in one
+            signal.alarm(timeout)
+            try:
+                exec(sample["source"], types.ModuleType("tmp_sol").__dict__)
+                out.append(True)
+            except BaseException:  # noqa: BLE001
+                out.append(-4)
+            finally:
+                signal.alarm(0)
+            return
+        module = types.ModuleType("tmp_sol")
+        signal.alarm(timeout)
+        try:
+            exec(_lcb_as_function(sample["source"]), module.__dict__)
+        finally:
+            signal.alarm(0)
+        method = module.wrapped_function
+        for test in sample["tests"]:
+            signal.alarm(timeout)
+            faulthandler.enable()
+            old_out, sys.stdout = sys.stdout, io.StringIO()
+            try:
+                _lcb_call_stdin(method, test["input"])
+                got = sys.stdout.getvalue()
+            except BaseException:  # noqa: BLE001
+                out.append(-4)
+                return
+            finally:
+                sys.stdout = old_out
+                signal.alarm(0)
+                faulthandler.disable()
+            if not outputs_match(got, test["output"]):
+                out.append(-2)
+                return
+            out.append(True)
+    finally:
+        results.append(out)
+
+
+def _lcb_check_correctness(sample: dict, timeout: int = 6) -> int:
+    ctx = multiprocessing.get_context("fork")
+    manager = ctx.Manager()
+    results = manager.list()
+    proc = ctx.Process(target=_lcb_run, args=(sample, timeout, results))
+    proc.start()
+    proc.join(timeout=(timeout + 1) * len(sample["tests"]) + 5)
+    if proc.is_alive():
+        proc.kill()
+    got = list(results[0]) if results else []
+    manager.shutdown()
+    return sum(r is True for r in got)
+
+
+def lcb_style(samples: list[dict], workers: int, timeout: int = 6) -> tuple[float, int]:
+    """LiveCodeBench's grader pattern (above) over ``samples`` (``{"source", "tests"}``) with ``workers``
+    processes; returns (wall seconds, tests passed)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    import mimo.rewards.code  # noqa: F401 -- before the pool forks
+
+    ctx = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        list(pool.map(_lcb_noop, range(workers)))  # the pool's own start-up is not the grader's cost
+        start = time.perf_counter()
+        passed = sum(pool.map(_lcb_check_correctness, samples))
+        return time.perf_counter() - start, passed
+
+
+def _lcb_noop(i: int) -> int:
+    return i
 
 
 def lcb_humaneval(problems: list[dict]) -> list[dict]:
@@ -273,6 +425,7 @@ def main() -> int:
         for _ in range(args.repeat):  # interleaved: both runners see the same machine load
             for name, (lcb_samples, mimo_jobs, _) in datasets.items():
                 keep(("lcb_style", name), lcb_style(lcb_samples, workers))
+                keep(("lcb_lean", name), lcb_lean(lcb_samples, workers))
                 keep(("mimo", name), mimo_judge(pool, mimo_jobs))
     rows = [{"runner": runner, "dataset": name, "tests": datasets[name][2], "passed": passed,
              "seconds": round(wall, 4), "tests_per_s": round(datasets[name][2] / wall, 1)}

@@ -223,6 +223,38 @@ def test_annotations_and_the_prelude_behave_as_in_livecodebench():
     assert code_reward(completion, {"tests": tests}).score == 1.0
 
 
+def test_the_ready_made_prelude_module_binds_what_executing_the_prelude_would():
+    """A test's process takes a module built before the fork instead of executing the prelude: the same names
+    bound to the same objects (stdio: the test's own), and the prelude's recursion limit."""
+    import subprocess
+    import sys
+
+    script = (
+        "import io, json, sys\n"
+        "from mimo.rewards import runner\n"
+        "for m in runner.PRELUDE_MODULES: __import__(m)\n"
+        "runner.prepare_modules()\n"
+        "out = sys.stdout\n"
+        "sys.stdin, sys.stdout, sys.stderr = io.StringIO('x'), io.StringIO(), io.StringIO()\n"
+        "default = sys.getrecursionlimit()\n"
+        "ready = runner._module('__main__', True)\n"
+        "limit = sys.getrecursionlimit()\n"
+        "fresh = type(sys)('__main__').__dict__\n"  # what the judge did before: a new module, the prelude run in it
+        "fresh['__builtins__'] = runner.builtins\n"
+        "exec(compile(runner.PRELUDE, '<p>', 'exec', dont_inherit=True), fresh)\n"
+        "plain = runner._module('solution', False)\n"
+        "json.dump({'keys': sorted(set(ready) ^ set(fresh)), 'same': [k for k in fresh if ready.get(k) is fresh[k]],"
+        " 'n': len(fresh), 'stdin': ready['stdin'] is sys.stdin, 'limit': limit, 'default': default,"
+        " 'plain': sorted(plain)}, out)\n")
+    env = {**__import__("os").environ, "MIMO_LIGHT_IMPORT": "1"}
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    got = __import__("json").loads(r.stdout)
+    assert got["keys"] == [] and len(got["same"]) == got["n"] > 500, got
+    assert got["stdin"] and got["limit"] == 50000 and got["default"] < 50000
+    assert got["plain"] == ["__builtins__", "__doc__", "__loader__", "__name__", "__package__", "__spec__"]
+
+
 def test_rl_reward_and_eval_grade_a_prelude_program_alike():
     from mimo.eval.grading import submit
 

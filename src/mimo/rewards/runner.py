@@ -91,15 +91,24 @@ def _become_untrusted(limits: dict, uid: int | None, workdir: str) -> None:
 
 
 _OLD_STDIO: list = []
+# A test's stdout and stderr, made by :func:`prepare_modules` before any fork (each test's process then has them
+# without building them): text layers over fds 1 and 2 that the runner never writes to, so every test starts with
+# them empty.  fds 1 and 2 are pipes in the runner as in every test, so nothing they found out when made differs.
+# stdin is made per test: its fd is a memfd there (seekable) and a pipe here.
+_TEST_OUTPUT: list = []
+
+
+def _output_streams():
+    return (open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False),
+            open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False, buffering=1))
 
 
 def _fresh_stdio() -> None:
     # Keep the runner's stdio objects alive: finalizing them would close fds 0-2, which are now the test's.
     _OLD_STDIO.extend([sys.stdin, sys.stdout, sys.stderr])
     sys.stdin = sys.__stdin__ = open(0, "r", encoding="utf-8", errors="replace", closefd=False)
-    sys.stdout = sys.__stdout__ = open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
-    sys.stderr = sys.__stderr__ = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False,
-                                       buffering=1)
+    sys.stdout, sys.stderr = _TEST_OUTPUT or _output_streams()
+    sys.__stdout__, sys.__stderr__ = sys.stdout, sys.stderr
     builtins.exit = builtins.quit = _exit_builtin
 
 
@@ -113,20 +122,52 @@ PRELUDE = "".join(f"from {m} import *\n" for m in PRELUDE_MODULES) + \
     "sys.setrecursionlimit(50000)\n"
 
 
-def _module(name: str) -> dict:
-    """A fresh module for the program, registered under ``name`` (``import __main__``, pickle and dataclasses find
-    it); the runner's and the codec's modules leave ``sys.modules`` so the program cannot reach them by name."""
+# The program's module, made ready before the fork: ``(name, prelude) -> module``, built by :func:`prepare_modules`
+# in the runner.  A test's process then runs the program in its copy-on-write copy of that module instead of
+# executing the prelude itself: binding the prelude's ~600 names in a forked child touches (and so copies) the
+# pages of every object they name, which cost more than the rest of a small test together.
+_READY: dict[tuple[str, bool], object] = {}
+_PRELUDE_STDIO = ("stdin", "stdout", "stderr")  # names the prelude takes from sys that each test rebinds
+PRELUDE_RECURSION_LIMIT = 50000
+
+
+def _fresh_module(name: str, prelude: bool):
     module = type(sys)(name)
     module.__builtins__ = builtins
+    if prelude:
+        limit = sys.getrecursionlimit()
+        exec(compile(PRELUDE, "<prelude>", "exec", dont_inherit=True), module.__dict__)
+        sys.setrecursionlimit(limit)  # the prelude's limit is set per test, in the test's process
+    return module
+
+
+def prepare_modules() -> None:
+    """Build the modules of :data:`_READY` (in the runner, once, after the prelude's modules are imported and
+    ``exit``/``quit`` are in builtins)."""
+    builtins.exit = builtins.quit = _exit_builtin
+    _TEST_OUTPUT[:] = _output_streams()
+    for name in ("__main__", "solution"):
+        for prelude in (False, True):
+            _READY[name, prelude] = _fresh_module(name, prelude)
+
+
+def _module(name: str, prelude: bool) -> dict:
+    """The program's module, registered under ``name`` (``import __main__``, pickle and dataclasses find it); the
+    runner's and the codec's modules leave ``sys.modules`` so the program cannot reach them by name.  The same
+    names as executing :data:`PRELUDE` in a fresh module here would bind (a test checks it)."""
+    module = _READY.pop((name, prelude), None) or _fresh_module(name, prelude)
+    namespace = module.__dict__
+    if prelude:  # what `from sys import *` bound before this process got its own stdio
+        for attr in _PRELUDE_STDIO:
+            namespace[attr] = getattr(sys, attr)
+    sys.setrecursionlimit(PRELUDE_RECURSION_LIMIT if prelude else sys.getrecursionlimit())
     sys.modules[name] = sys.modules["__main__"] = module
     sys.modules.pop("checker", None)
-    return module.__dict__
+    return namespace
 
 
 def _load(code: str, name: str, prelude: bool) -> dict:
-    namespace = _module(name)
-    if prelude:
-        exec(compile(PRELUDE, "<prelude>", "exec", dont_inherit=True), namespace)
+    namespace = _module(name, prelude)
     # dont_inherit: the runner's own `from __future__ import annotations` must not reach the program
     exec(compile(code, "<solution>", "exec", dont_inherit=True), namespace)
     return namespace
@@ -161,11 +202,11 @@ def _solution_main(code: str, test: dict, nonce: str, prelude: bool) -> int:
     Everything that carries a result out (the serializer, ``os.write``, the digit-limit switch, the stdout flush)
     is bound here, before the program runs, so that the program's patches of modules cannot reach it."""
     mode = test["mode"]
-    serialize, write, set_digits, flush = make_serializer(), os.write, sys.set_int_max_str_digits, sys.stdout.flush
-    marker = result_marker(nonce)
-    if mode == "stdin":
+    if mode == "stdin":  # the result is what the program prints: nothing to carry out for it
         _load(code, "__main__", prelude)
         return 0
+    serialize, write, set_digits, flush = make_serializer(), os.write, sys.set_int_max_str_digits, sys.stdout.flush
+    marker = result_marker(nonce)
     if mode == "call":
         default_digits = sys.get_int_max_str_digits()
         set_digits(0)  # arguments may be big integers; the program itself runs with the default
@@ -355,7 +396,7 @@ def _run_test(code: str, test: dict, index: int, job: dict, control: socket.sock
             stdout, result = stdout[:cut], stdout[cut + len(result_marker(nonce)):].decode("utf-8", "replace")
     report = {
         "i": index, "status": status, "wall": round(wall, 4), "cpu": round(usage.ru_utime + usage.ru_stime, 4),
-        "maxrss_kb": usage.ru_maxrss, "code": None, "signal": None,
+        "maxrss_kb": usage.ru_maxrss, "minflt": usage.ru_minflt, "code": None, "signal": None,
         "stdout": stdout.decode("utf-8", errors="replace"),
         "stderr": buffers[err_r][-STDERR_KEEP:].decode("utf-8", errors="replace"),
         "result": result,
@@ -428,8 +469,9 @@ def main(argv: list[str]) -> int:
             os._exit(0)
     theirs.close()
     os.close(channel_fd)
-    for name in PRELUDE_MODULES:  # imported once here, so that a test's prelude only binds names (fork is CoW)
+    for name in PRELUDE_MODULES:  # imported once here, so that a test pays for neither imports nor the prelude
         __import__(name)
+    prepare_modules()
     gc.freeze()  # a collection in a test's process must not walk (and so copy) every page the runner owns
     out = sys.stdout.buffer
     for line in sys.stdin.buffer:

@@ -277,9 +277,12 @@ class _Session:
         try:
             self.proc.stdin.write(json.dumps(frame).encode() + b"\n")  # the runner reads it whole before starting
             self.proc.stdin.flush()
-            if checks:  # from a thread: the checker reads it only when the first assert test starts
+            if checks:  # the checker reads it only when the first assert test starts: what does not fit in the
+                # socket's buffer now goes from a thread (the usual check code fits: no thread start per job)
                 payload = json.dumps({"job": job_id, "checks": checks}).encode() + b"\n"
-                threading.Thread(target=_send_quietly, args=(self.judge_end, payload), daemon=True).start()
+                sent = _send_now(self.judge_end, payload)
+                if sent < len(payload):
+                    threading.Thread(target=_send_quietly, args=(self.judge_end, payload[sent:]), daemon=True).start()
         except OSError as e:
             self.healthy = False
             run.error = f"the sandbox is gone: {e}; {_last_line(self.stderr_tail.decode(errors='replace'))}"
@@ -364,6 +367,18 @@ class _Session:
             self.cgroup.remove()
         if self.workdir != "/tmp":
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _send_now(sock: socket.socket, payload: bytes) -> int:
+    """Send what the socket takes without blocking (``MSG_DONTWAIT``: the descriptor itself stays blocking, as the
+    thread that may send the rest needs); returns the bytes sent."""
+    view, sent = memoryview(payload), 0
+    while sent < len(payload):
+        try:
+            sent += sock.send(view[sent:], socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            break
+    return sent
 
 
 def _send_quietly(sock: socket.socket, payload: bytes) -> None:
