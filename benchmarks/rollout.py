@@ -3,7 +3,8 @@
 
     python benchmarks/rollout.py --simulate [--json FILE] [--steps 12] [--seed 0] [--sensitivity]
                                  [--trace.FIELD VALUE ...] [--system.FIELD VALUE ...]
-    python benchmarks/rollout.py --real --model runs/demo/sft/final [--real-steps 6] [--json FILE]
+    python benchmarks/rollout.py --real --model runs/demo/sft/final [--real-steps 6] [--backend local|vllm]
+                                 [--json FILE]
 
 Runs the real scheduler (``mimo.rl.scheduler``) on simulated workers with a virtual clock
 (``mimo.rl.simulator``; its docstring defines the trace model and every metric) and prints each row next to the
@@ -14,6 +15,8 @@ paper's.  ``--json`` writes ``{"rows": [{"method", "overall_speedup", "rollout_s
 ``--real`` runs Table 2's five modes as real ``mimo rl`` runs on this machine: a tiny model (e.g. the demo's SFT
 checkpoint) in local rollout worker processes, real rewards (Math-Verify workers; the bubblewrap judge for code
 problems, "vanilla" all-tests reward so no level assignment is needed), the same seed and problems in every mode.
+``--backend vllm`` runs the same five modes with vLLM rollouts (one continuously batched engine for every task in
+flight; ``--real-workers`` then has no effect on rollouts).
 Per mode: seconds per step (rollout + reward wait + training), rollout seconds, worker idle ratio and sample waste
 as ``mimo rl`` logs them; speedups relative to naive dynamic sampling.  Its JSON goes under ``"real_rows"``.
 """
@@ -59,7 +62,7 @@ def print_table2(rows: list[dict], label: str = "sim") -> None:
         print(f"{r['method']:24s} | " + " | ".join(cells))
 
 
-def run_real(model: str, steps: int, workers: int, out_root: str | None) -> list[dict]:
+def run_real(model: str, steps: int, workers: int, out_root: str | None, backend: str = "local") -> list[dict]:
     """Table 2's five modes as real ``mimo rl`` runs from ``model`` (see the module docstring)."""
     import json
     import tempfile
@@ -75,12 +78,12 @@ def run_real(model: str, steps: int, workers: int, out_root: str | None) -> list
         over = {"init_from": model, "out_dir": str(root / mode), "steps": steps, "eval_every": 0, "save_every": 0,
                 "seed": 0, "threads": 1, "scheduler": {"mode": mode, "batch_size": 8, "group_size": 8,
                                                       "max_active_tasks": 2 * workers},
-                "rollout": {"workers": workers},
+                "rollout": {"workers": workers, "backend": backend},
                 "rewards": {"code_scheme": "vanilla", "level_rollouts": 0, "pool": {"workers": 2}},
                 "toy": {"math_problems": 400, "code_problems": 60, "heldout_math": 0, "heldout_code": 0}}
         base = resolve_config(RLConfig, "rl", preset="tiny")
         cfg = from_dict(RLConfig, over, "benchmarks/rollout.py --real", base=base)
-        print(f"[real] {mode}: {steps} steps from {model}", flush=True)
+        print(f"[real] {mode}: {steps} steps from {model}, {backend} rollouts", flush=True)
         rl_main(cfg)
         ms = [json.loads(x) for x in (root / mode / "metrics.jsonl").read_text().splitlines() if x.strip()]
         ms = [m for m in ms if "rollout_s" in m]
@@ -115,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--real-steps", type=int, default=6, help="--real: RL steps per mode")
     ap.add_argument("--real-workers", type=int, default=2, help="--real: rollout worker processes")
     ap.add_argument("--real-out", default=None, help="--real: keep the runs here (default: a temporary folder)")
+    ap.add_argument("--backend", choices=("local", "vllm"), default="local", help="--real: rollout backend")
     for prefix, cls in (("trace", TraceConfig), ("system", SystemConfig)):  # --trace.sample_sigma 0.4, ...
         for f in dataclasses.fields(cls):
             if f.name != "seed":
@@ -131,14 +135,15 @@ def main(argv: list[str] | None = None) -> int:
 
         if not (Path(args.model) / "config.json").is_file():
             ap.error(f"--model {args.model}: no checkpoint there (run `mimo demo` first, or pass a model directory)")
-        real = run_real(args.model, args.real_steps, args.real_workers, args.real_out)
+        real = run_real(args.model, args.real_steps, args.real_workers, args.real_out, args.backend)
+        engine = "one vLLM engine" if args.backend == "vllm" else f"{args.real_workers} rollout workers"
         print(f"\nTable 2 on real tiny-model rollouts ({args.model}, {args.real_steps} steps per mode, B = 8 x 8, "
-              f"{args.real_workers} rollout workers)")
+              f"{engine})")
         print_table2(real, label="real")
         for r in real:
             print(f"  {r['method']:24s} {r['seconds_per_step']:.2f} s/step, {r['groups_launched_per_step']:.1f} "
                   f"groups launched per step")
-        out["real_rows"] = real
+        out["real_rows"], out["real_backend"] = real, args.backend
         if not args.simulate:
             if args.json:
                 write_json(args.json, out)
