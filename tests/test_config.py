@@ -97,3 +97,11 @@ def test_bare_boolean_flag_means_true():
     assert cfg.flag is True and cfg.steps == 3
     cfg = config_from_args(Stage, "pretrain", parser.parse_args(["--flag", "false"]))
     assert cfg.flag is False
+
+
+def test_rollout_vllm_dtype_is_one_of_the_engines_dtypes():
+    from mimo.rl.trainer import RLConfig
+
+    assert resolve_config(RLConfig, "rl", overrides={"rollout.vllm_dtype": "bfloat16"}).rollout.vllm_dtype == "bfloat16"
+    with pytest.raises(ConfigError, match=r"--rollout.vllm_dtype: expected one of 'float32', 'bfloat16', 'float16'"):
+        resolve_config(RLConfig, "rl", overrides={"rollout.vllm_dtype": "fp8"})

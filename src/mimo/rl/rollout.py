@@ -23,6 +23,7 @@ import queue
 import threading
 import time
 from collections import deque
+from typing import Literal
 
 import torch
 
@@ -256,6 +257,8 @@ class RolloutConfig:
     vllm_max_seqs: int = F(256, "vllm: most sequences in the engine's running batch")
     vllm_kv_cache_gib: int = F(1, "vllm on CPU: KV-cache size in GiB (VLLM_CPU_KVCACHE_SPACE, when not set)")
     vllm_seed: int = F(0, "vllm: engine seed (each request also carries its own seed)")
+    vllm_dtype: Literal["float32", "bfloat16", "float16"] = F(
+        "float32", "vllm: the engine's weights and activations (the trainer computes in float32)")
 
 
 def make_backend(cfg: RolloutConfig, model, model_dir: str):
@@ -267,7 +270,7 @@ def make_backend(cfg: RolloutConfig, model, model_dir: str):
         from mimo.rl.vllm_rollout import VLLMRolloutBackend  # imports vLLM (seconds): only when asked for
 
         backend = VLLMRolloutBackend(model_dir, max_num_seqs=cfg.vllm_max_seqs,
-                                     kv_cache_gib=cfg.vllm_kv_cache_gib, seed=cfg.vllm_seed)
+                                     kv_cache_gib=cfg.vllm_kv_cache_gib, seed=cfg.vllm_seed, dtype=cfg.vllm_dtype)
         backend.sync_weights(model)  # the trainer's weights, whatever the directory held (e.g. after resume)
         return backend
     raise MimoError(f"rollout.backend: expected local, endpoint or vllm, got {cfg.backend!r}")
