@@ -14,8 +14,9 @@ kinds of process:
   untrusted code (after :data:`PRELUDE` for stdin and call tests): as ``__main__`` on the test's stdin (``stdin``
   tests), as a call of a named function or ``Solution`` method whose return value goes out on stdout behind a
   nonce-signed marker (``call`` tests), or as an RPC server of its entry point on a socket that is its stdin
-  (``serve``, for assert tests).  The modules the prelude imports are imported once by the runner, so a test pays
-  for binding names, not for imports.
+  (``serve``, for assert tests).  The modules the prelude imports are imported, and the program's module with the
+  prelude's names already bound is built, once by the runner: a test pays for neither (a forked process pays for
+  every page it writes to, and binding ~600 names writes to the pages of every object they name).
 * the **checker**, forked at start-up before the runner reads anything (so it never holds code or inputs), running
   as uid ``C``.  It gets each job's trusted check code (e.g. HumanEval's ``check(candidate)``) straight from the
   judge on the ``--checker-fd`` socket and runs it with ``candidate`` bound to a proxy whose calls go to the
