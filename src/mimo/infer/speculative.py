@@ -39,6 +39,7 @@ from mimo.infer.decoding import (
     GenerationAborted,
     GenerationStats,
     KVCache,
+    engine_attention,
     forward_chunk,
     prefill,
     probs_from_logits,
@@ -156,7 +157,8 @@ def draft(model, st: SpecState, k: int, temperature: float, top_p: float,
         tok = st.tokens.gather(1, pos + (1 + i))  # x_{t+1+i}: real, or a draft of an earlier layer
         start = cache.length
         positions, mask = cache.chunk(valid)
-        g = model.model.mtp_layers[i](h_in, embed(tok), rotary(h_in, positions), mask, cache)  # (B, W, H)
+        with engine_attention(model, h_in.device):
+            g = model.model.mtp_layers[i](h_in, embed(tok), rotary(h_in, positions), mask, cache)  # (B, W, H)
         cache.advance(valid)
         keep = (n - i).clamp(min=0)  # real entries: positions t <= L-1-i
         # the output at L-1 (drafts) and at the newest real position (carried to the next round)
