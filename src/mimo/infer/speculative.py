@@ -144,6 +144,7 @@ def draft(model, st: SpecState, k: int, temperature: float, top_p: float,
     src, src_start = st.hidden, st.hidden_start  # producer of layer i's hidden input
     drafts, qs = [], []
     embed, rotary = model.model.embed_tokens, model.model.rotary_emb
+    zero_first = getattr(model.config, "mtp_zero_first_position", False)
     for i in range(k):
         cache = st.mtp[i]
         c = cache.pos.clone()  # (B,) committed entries of layer i = its first chunk position
@@ -157,8 +158,11 @@ def draft(model, st: SpecState, k: int, temperature: float, top_p: float,
         tok = st.tokens.gather(1, pos + (1 + i))  # x_{t+1+i}: real, or a draft of an earlier layer
         start = cache.length
         positions, mask = cache.chunk(valid)
+        e = embed(tok)
+        if zero_first:  # as trained (config.mtp_zero_first_position): no token input at position 0
+            e = e.masked_fill((pos == 0)[..., None], 0.0)
         with engine_attention(model, h_in.device):
-            g = model.model.mtp_layers[i](h_in, embed(tok), rotary(h_in, positions), mask, cache)  # (B, W, H)
+            g = model.model.mtp_layers[i](h_in, e, rotary(h_in, positions), mask, cache)  # (B, W, H)
         cache.advance(valid)
         keep = (n - i).clamp(min=0)  # real entries: positions t <= L-1-i
         # the output at L-1 (drafts) and at the newest real position (carried to the next round)
