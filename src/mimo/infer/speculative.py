@@ -24,8 +24,10 @@ Batching: rows accept different numbers of drafts; all caches are slot-based wit
 right-padded, finished rows are dropped (``KVCache.select``) and holes are squeezed out when a cache fills up
 (``KVCache.compact``).
 
-Departure from the paper's serving stack: vLLM/SGLang run MiMo's MTP with one draft token; here any number of
-chained MTP layers drafts, which is what the paper's acceptance figures (layer 1 ~90%, layer 3 >75%) describe.
+Departure from the paper's serving stack: vLLM/SGLang run MiMo's MTP with one draft token (vLLM only ever runs MTP
+layer 0, chaining it on itself for more drafts); here draft i comes from MTP layer i, which is what the paper's
+acceptance figures (layer 1 ~90%, layer 3 >75%) describe.  vLLM and SGLang also zero the MTP token embedding at
+position 0; mimo does so only under ``config.mtp_zero_first_position`` (default off, as mimo trains).
 """
 
 from __future__ import annotations
