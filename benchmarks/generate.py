@@ -31,6 +31,8 @@ VOCAB, PROMPT_LEN = 512, 32
 
 
 def write_model(root: Path, name: str) -> tuple[Path, int]:
+    import random
+
     import torch
 
     from mimo.model import MiMoForCausalLM, ModelSpec
@@ -39,7 +41,13 @@ def write_model(root: Path, name: str) -> tuple[Path, int]:
 
     texts = [format_chat([{"role": "user", "content": f"Compute {a} + {b}."}]) + str(a + b)
              for a in range(30) for b in range(30)]
+    # random words give BPE enough merges to fill all VOCAB rows (the model loader rejects a tokenizer that leaves
+    # 128 or more rows unused, and the sums alone stop at ~290 tokens)
+    rng = random.Random(0)
+    words = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randrange(3, 7))) for _ in range(400)]
+    texts += [" ".join(words[i:i + 8]) for i in range(0, len(words), 4)] * 2
     tok = train_bpe(texts, VOCAB, root / f"{name}_tok")
+    assert tok.vocab_size == VOCAB, tok.vocab_size
     torch.manual_seed(0)
     model = MiMoForCausalLM(ModelSpec(vocab_size=VOCAB, max_position_embeddings=512, num_nextn_predict_layers=1,
                                       **SHAPES[name]).to_hf()).eval()

@@ -94,3 +94,51 @@ def test_logprobs_match_a_full_forward_and_abort(tiny_model):
     with pytest.raises(GenerationAborted):
         generate(model, prompts, 10, stop_ids=[], abort=abort)
     assert len(calls) == 3
+
+
+def _without_engine_attention(monkeypatch):
+    """Make the engine run transformers' own "sdpa" attention (K/V expanded per query head): the old path."""
+    import contextlib
+
+    import mimo.infer.decoding as decoding
+    import mimo.infer.speculative as speculative
+
+    def off(model, device):
+        return contextlib.nullcontext()
+
+    monkeypatch.setattr(decoding, "engine_attention", off)
+    monkeypatch.setattr(speculative, "engine_attention", off)
+
+
+def test_engine_attention_is_bit_identical_and_never_expands_kv(tiny_model, monkeypatch):
+    import transformers.integrations.sdpa_attention as sdpa
+
+    model = tiny_model(seed=3)  # 4 query heads on 2 KV heads: the grouped layout
+    g = torch.Generator().manual_seed(1)
+    prompts = [torch.randint(1, 64, (n,), generator=g).tolist() for n in (1, 7, 3, 12, 5)]  # padded batch
+    kw = dict(max_new_tokens=20, stop_ids=[])
+    lps_new: list[list[float]] = []
+    sampled_new = generate(model, prompts, temperature=1.0, seed=4, logprobs=lps_new, **kw)
+    calls = []
+    real_repeat = sdpa.repeat_kv
+    monkeypatch.setattr(sdpa, "repeat_kv", lambda h, n: calls.append(n) or real_repeat(h, n))
+    greedy_new = generate(model, prompts, **kw)
+    spec_new = generate(model, prompts, speculative=True, **kw)
+    assert calls == [] and model.config._attn_implementation == "sdpa"  # no K/V expansion; switch put back
+    _without_engine_attention(monkeypatch)
+    lps_old: list[list[float]] = []
+    assert generate(model, prompts, temperature=1.0, seed=4, logprobs=lps_old, **kw) == sampled_new
+    assert lps_old == lps_new  # the same floats, not just close
+    assert generate(model, prompts, **kw) == greedy_new
+    assert generate(model, prompts, speculative=True, **kw) == spec_new == greedy_new
+    assert calls  # the old path did expand
+
+
+def test_padded_greedy_batch_equals_each_prompt_alone_with_finished_rows(tiny_model):
+    # prompts of lengths 1..9 in one padded batch; stop tokens make rows finish at different steps (cache.select)
+    model = tiny_model(seed=5)
+    g = torch.Generator().manual_seed(2)
+    prompts = [torch.randint(1, 64, (n,), generator=g).tolist() for n in range(1, 10)]
+    alone = [generate(model, [p], 16, stop_ids=[3, 11, 17])[0] for p in prompts]
+    assert generate(model, prompts, 16, stop_ids=[3, 11, 17]) == alone
+    assert len({len(o) for o in alone}) > 1  # rows did finish at different steps

@@ -142,6 +142,33 @@ def test_mtp_losses_follow_the_definition(tiny_model, source):
     assert torch.equal(out0.loss, out0.main_loss)
 
 
+def test_zero_first_position_zeroes_the_mtp_token_input_at_rope_position_0(tiny_model):
+    """``mtp_zero_first_position`` (vLLM's drafter input): each MTP layer's token embedding is zero wherever the
+    RoPE position is 0 -- the first column, and every packed document's start when position_ids restart there."""
+    off = tiny_model(seed=2, num_nextn_predict_layers=2)
+    on = tiny_model(seed=2, num_nextn_predict_layers=2, mtp_zero_first_position=True)
+    torch.manual_seed(4)
+    x = torch.randint(0, 64, (2, 10))
+    pos = torch.tensor([list(range(10)), [0, 1, 2, 3, 0, 1, 2, 3, 4, 5]])  # row 1: two packed documents
+    out_off, out_on = (m(input_ids=x, labels=x, position_ids=pos, mtp_loss_weight=1.0) for m in (off, on))
+    assert torch.equal(out_off.logits, out_on.logits)  # the main model is untouched
+    m = off.model
+    base = m(input_ids=x, position_ids=pos)
+    cos, sin = base.position_embeddings
+    h, T = base.pre_norm_hidden_state, x.shape[1]
+    for i, layer in enumerate(m.mtp_layers):
+        n = T - 1 - i
+        emb = m.embed_tokens(x[:, 1 + i: 1 + i + n]).clone()
+        emb[pos[:, :n] == 0] = 0.0  # (0, 0), (1, 0), (1, 4)
+        h = layer(h[:, :n], emb, (cos[:, :n], sin[:, :n]))
+        ref = torch.nn.functional.cross_entropy(off.lm_head(h[:, : n - 1]).reshape(-1, 64),
+                                                x[:, 2 + i: 1 + i + n].reshape(-1))
+        assert torch.allclose(out_on.mtp_losses[i], ref, atol=1e-6)
+        assert not torch.allclose(out_off.mtp_losses[i], ref, atol=1e-4)
+    assert on.config.to_dict()["mtp_zero_first_position"] is True
+    assert off.config.to_dict()["mtp_zero_first_position"] is False
+
+
 def test_hidden_source_changes_mtp_only(tiny_model):
     a = tiny_model(mtp_hidden_source="pre_norm")
     b = tiny_model(mtp_hidden_source="post_norm")

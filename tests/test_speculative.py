@@ -179,7 +179,8 @@ def test_kv_cache_compact_keeps_valid_slots_in_order():
 
 def _reference_drafts(model, seq: list[int], k: int) -> list[torch.Tensor]:
     """Uncached reference: MTP logits at the last position when the chain drafts greedily after ``seq``
-    (seq ends with the newest committed token x_L; the main model sees seq[:-1])."""
+    (seq ends with the newest committed token x_L; the main model sees seq[:-1]); with
+    ``mtp_zero_first_position`` every layer's token input at position 0 is zero (vLLM's drafter input)."""
     L = len(seq) - 1
     x = torch.tensor([seq])
     out = model.model(input_ids=x[:, :L])
@@ -188,6 +189,8 @@ def _reference_drafts(model, seq: list[int], k: int) -> list[torch.Tensor]:
     logits = []
     for i in range(k):
         emb = model.model.embed_tokens(torch.tensor([toks[1 + i: 1 + i + L]]))  # x_{t+1+i}, t < L
+        if model.config.mtp_zero_first_position:
+            emb[:, 0] = 0.0
         h = model.model.mtp_layers[i](h, emb, pe)
         lg = model.lm_head(h[0, -1])
         logits.append(lg)
@@ -195,10 +198,11 @@ def _reference_drafts(model, seq: list[int], k: int) -> list[torch.Tensor]:
     return logits
 
 
-def test_mtp_drafts_match_uncached_reference(tiny_model, monkeypatch):
+@pytest.mark.parametrize("zero_first", [False, True], ids=["as-mimo", "zero-position-0"])
+def test_mtp_drafts_match_uncached_reference(tiny_model, monkeypatch, zero_first):
     """Every round's drafts (cached, batched, with rollbacks, carries and compaction) are what an uncached MTP chain
     computes from the committed prefix -- on a random model where attention inside the MTP layers matters."""
-    model = tiny_model(seed=4, num_nextn_predict_layers=3).double()
+    model = tiny_model(seed=4, num_nextn_predict_layers=3, mtp_zero_first_position=zero_first).double()
     prompts = _prompts(3, 64, seed=9)
     seen = []
     real_draft = speculative.draft
@@ -278,3 +282,25 @@ def test_logprobs_and_abort_under_speculation(tiny_config):
     with pytest.raises(GenerationAborted):
         generate(model, prompts, 14, stop_ids=[], speculative=True, abort=lambda: calls.append(1) or len(calls) >= 2)
     assert len(calls) == 2
+
+
+def test_zero_first_position_keeps_greedy_and_changes_only_drafts(tiny_config, monkeypatch):
+    """vLLM's drafter input (token embedding zeroed at position 0) changes what the MTP layers propose, never the
+    emitted tokens."""
+    prompts = _prompts(8, 64, seed=3, max_len=4)  # short prompts: position 0 weighs on many drafts
+    plain = generate(agreeable_model(tiny_config, 1.0, 0.5, k=1), prompts, 20, stop_ids=[])
+    real_draft, drafts = speculative.draft, {}
+    for zero in (False, True):
+        model = agreeable_model(tiny_config, 1.0, 0.5, k=1)
+        model.config.mtp_zero_first_position = zero
+        seen = drafts[zero] = []
+
+        def recording(*args, seen=seen):
+            d, q = real_draft(*args)
+            seen.append(d)
+            return d, q
+
+        monkeypatch.setattr(speculative, "draft", recording)
+        assert generate(model, prompts, 20, stop_ids=[], speculative=True) == plain
+    first = [d.tolist() for d in drafts[False]], [d.tolist() for d in drafts[True]]
+    assert first[0][0] != first[1][0]  # the first round's drafts read position 0 (prompts of 1-3 tokens)

@@ -24,8 +24,10 @@ Batching: rows accept different numbers of drafts; all caches are slot-based wit
 right-padded, finished rows are dropped (``KVCache.select``) and holes are squeezed out when a cache fills up
 (``KVCache.compact``).
 
-Departure from the paper's serving stack: vLLM/SGLang run MiMo's MTP with one draft token; here any number of
-chained MTP layers drafts, which is what the paper's acceptance figures (layer 1 ~90%, layer 3 >75%) describe.
+Departure from the paper's serving stack: vLLM/SGLang run MiMo's MTP with one draft token (vLLM only ever runs MTP
+layer 0, chaining it on itself for more drafts); here draft i comes from MTP layer i, which is what the paper's
+acceptance figures (layer 1 ~90%, layer 3 >75%) describe.  vLLM and SGLang also zero the MTP token embedding at
+position 0; mimo does so only under ``config.mtp_zero_first_position`` (default off, as mimo trains).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from mimo.infer.decoding import (
     GenerationAborted,
     GenerationStats,
     KVCache,
+    engine_attention,
     forward_chunk,
     prefill,
     probs_from_logits,
@@ -143,6 +146,7 @@ def draft(model, st: SpecState, k: int, temperature: float, top_p: float,
     src, src_start = st.hidden, st.hidden_start  # producer of layer i's hidden input
     drafts, qs = [], []
     embed, rotary = model.model.embed_tokens, model.model.rotary_emb
+    zero_first = getattr(model.config, "mtp_zero_first_position", False)
     for i in range(k):
         cache = st.mtp[i]
         c = cache.pos.clone()  # (B,) committed entries of layer i = its first chunk position
@@ -156,7 +160,11 @@ def draft(model, st: SpecState, k: int, temperature: float, top_p: float,
         tok = st.tokens.gather(1, pos + (1 + i))  # x_{t+1+i}: real, or a draft of an earlier layer
         start = cache.length
         positions, mask = cache.chunk(valid)
-        g = model.model.mtp_layers[i](h_in, embed(tok), rotary(h_in, positions), mask, cache)  # (B, W, H)
+        e = embed(tok)
+        if zero_first:  # as trained (config.mtp_zero_first_position): no token input at position 0
+            e = e.masked_fill((pos == 0)[..., None], 0.0)
+        with engine_attention(model, h_in.device):
+            g = model.model.mtp_layers[i](h_in, e, rotary(h_in, positions), mask, cache)  # (B, W, H)
         cache.advance(valid)
         keep = (n - i).clamp(min=0)  # real entries: positions t <= L-1-i
         # the output at L-1 (drafts) and at the newest real position (carried to the next round)

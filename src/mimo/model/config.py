@@ -28,12 +28,18 @@ class MiMoConfig(Qwen2Config):
     ``mtp_hidden_source``: which main-model hidden state MTP layer 0 reads at position t.  The published weights do
     not pin this down: vLLM's MiMo MTP feeds the state *before* the main model's final RMSNorm (``"pre_norm"``, our
     default), SGLang and others the state *after* it (``"post_norm"``).
+
+    ``mtp_zero_first_position``: zero the MTP layers' token embedding at RoPE position 0 (in the MTP loss and in
+    drafting), which vLLM's MiMo drafter always does.  Off by default: mimo's MTP layers have always trained on the
+    real embedding there.  Only the MTP layers' view of a sequence's first position changes (the main model never
+    reads it), so greedy outputs are the same either way; what changes is which draft tokens are proposed.
     """
 
     model_type = "mimo"
 
     num_nextn_predict_layers: int = 1
     mtp_hidden_source: str = "pre_norm"
+    mtp_zero_first_position: bool = False
 
     def __post_init__(self, **kwargs):
         if self.mtp_hidden_source not in MTP_HIDDEN_SOURCES:
@@ -66,6 +72,9 @@ class ModelSpec:
     num_nextn_predict_layers: int = F(1, "MTP layers (pretraining uses 1; speculative decoding trains more)")
     mtp_hidden_source: Literal["pre_norm", "post_norm"] = F(
         "pre_norm", "main hidden state fed to MTP layer 0: before (vLLM) or after (SGLang) the final norm"
+    )
+    mtp_zero_first_position: bool = F(
+        False, "zero the MTP layers' token embedding at position 0 in training and drafting, as vLLM's drafter does"
     )
 
     def to_hf(self, **overrides) -> MiMoConfig:

@@ -37,12 +37,15 @@ from transformers import Qwen2Config
 class MiMoConfig(Qwen2Config):
     model_type = "mimo"
 
-    def __init__(self, num_nextn_predict_layers=1, mtp_hidden_source="pre_norm", **kwargs):
+    def __init__(self, num_nextn_predict_layers=1, mtp_hidden_source="pre_norm", mtp_zero_first_position=False,
+                 **kwargs):
         # num_nextn_predict_layers: chained Multi-Token-Prediction layers (model.mtp_layers.{i})
         # mtp_hidden_source: the main hidden state MTP layer 0 reads: before ("pre_norm", as vLLM)
         # or after ("post_norm") the final norm
+        # mtp_zero_first_position: the MTP layers saw a zero token embedding at position 0 (as vLLM drafts)
         self.num_nextn_predict_layers = num_nextn_predict_layers
         self.mtp_hidden_source = mtp_hidden_source
+        self.mtp_zero_first_position = mtp_zero_first_position
         super().__init__(**kwargs)
 '''
 

@@ -230,22 +230,29 @@ class MiMoForCausalLM(Qwen2PreTrainedModel, GenerationMixin):
             if input_ids is None:
                 raise ValueError("the MTP loss needs input_ids")
             mtp_losses, mtp_accs = self.mtp_forward_losses(input_ids, labels, self.model.mtp_source(out),
-                                                           out.position_embeddings, attention_mask)
+                                                           out.position_embeddings, attention_mask,
+                                                           position_ids=position_ids)
             loss = main_loss + mtp_loss_weight * torch.stack(mtp_losses).mean()
         return MiMoCausalLMOutput(loss=loss, logits=logits, cache=out.cache, main_loss=main_loss,
                                   mtp_losses=mtp_losses, mtp_accuracies=mtp_accs,
                                   hidden_states=self.model.mtp_source(out))
 
     def mtp_forward_losses(self, input_ids, labels, hidden, position_embeddings, attention_mask=None,
-                           layers: range | None = None):
+                           layers: range | None = None, position_ids=None):
         """Teacher-forced MTP losses.  Layer i sees positions t < T-1-i: hidden from layer i-1 (main for i=0) and
-        embed(input_ids[t+1+i]); its target is labels[t+2+i] (the last position has none)."""
+        embed(input_ids[t+1+i]) -- zero where the RoPE position (``position_ids``, default t) is 0 when
+        ``config.mtp_zero_first_position``; its target is labels[t+2+i] (the last position has none)."""
         T = input_ids.shape[1]
         cos, sin = position_embeddings
         losses, accs = [], []
         layers = layers if layers is not None else range(self.num_mtp_layers)
         h = hidden
         embeds = self.model.embed_tokens(input_ids)  # (B, T, H)
+        shifted = [embeds[:, 1 + i: T] for i in range(self.num_mtp_layers)]  # layer i's token input at t
+        if getattr(self.config, "mtp_zero_first_position", False):
+            pos = torch.arange(T, device=input_ids.device)[None] if position_ids is None else position_ids
+            first = (pos == 0)[..., None]  # (B or 1, T, 1)
+            shifted = [e.masked_fill(first[:, : e.shape[1]], 0.0) for e in shifted]
         for i in range(max(layers) + 1 if len(layers) else 0):
             n = T - 1 - i  # positions with an input token
             if n < 2:
@@ -257,7 +264,7 @@ class MiMoForCausalLM(Qwen2PreTrainedModel, GenerationMixin):
                 keep = attention_mask[:, :n].bool()
                 causal = torch.ones(n, n, dtype=torch.bool, device=keep.device).tril()
                 mask = causal[None, None] & keep[:, None, None, :]
-            g = self.model.mtp_layers[i](h[:, :n], embeds[:, 1 + i: 1 + i + n], (cos[:, :n], sin[:, :n]), mask)
+            g = self.model.mtp_layers[i](h[:, :n], shifted[i][:, :n], (cos[:, :n], sin[:, :n]), mask)
             if i in layers:
                 logits = self.lm_head(g[:, : n - 1])  # (B, n-1, V): the last position has no target
                 loss, acc = _token_ce(logits, labels[:, 2 + i: 2 + i + n - 1])
