@@ -117,7 +117,7 @@ def test_http_server_with_raw_and_pool_clients():
 
 
 def test_mimo_judge_serve_command():
-    env = {**os.environ, "MIMO_LIGHT_IMPORT": "1"}
+    env = {**os.environ, "MIMO_LIGHT_IMPORT": "1", "PYTHONFAULTHANDLER": "1"}  # SIGABRT dumps every thread's stack
     proc = subprocess.Popen([sys.executable, "-m", "mimo.cli", "judge", "serve", "--port", "0", "--workers", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
@@ -129,4 +129,10 @@ def test_mimo_judge_serve_command():
         assert (status, reply["verdicts"]) == (200, ["passed"])
     finally:
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 0, proc.stderr.read()
+        try:  # communicate drains both pipes: a server blocked on a full stderr pipe cannot hang the test
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            _, err = proc.communicate(timeout=30)
+            pytest.fail(f"mimo judge serve did not exit within 60 s of SIGINT; its threads:\n{err[-8000:]}")
+        assert proc.returncode == 0, err
