@@ -3,8 +3,9 @@
 The quick demo is the whole pipeline with small budgets (~3 minutes on 2 cores): corpus and tokenizer, Base with
 MTP over three stages, SFT, RL and RL-Zero on the rollout engine with real reward workers and the sandboxed judge,
 the compute-matched control, the extra MTP layers, evaluation, speculative decoding, the report.  Its numbers are
-not checked here (too small to mean anything); the full demo's are in the README.  ``MIMO_SLOW=1`` adds a second
-run with the same seed, which must give the same family table.
+not checked here (too small to mean anything); the full demo's are in the README.  A re-run into the same folder
+reuses every stage and keeps the recorded timings.  ``MIMO_SLOW=1`` adds a second run with the same seed in a new
+folder, which must give the same family table.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ import pytest
 FAMILY = ("Base", "RL-Zero", "SFT", "RL")
 
 
-def run_demo(out: Path) -> dict:
+def run_demo(out: Path, *extra: str) -> dict:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.run([sys.executable, "-m", "mimo.cli", "demo", "--quick", "--out", str(out)], env=env,
+    proc = subprocess.run([sys.executable, "-m", "mimo.cli", "demo", "--quick", "--out", str(out), *extra], env=env,
                           capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads((out / "report.json").read_text())
@@ -60,6 +61,26 @@ def test_quick_demo_report_schema(quick):
     assert {c["claim"] for c in report["checks"]} >= {"RL > SFT on math", "SFT > Base on math"}
     for c in report["checks"]:
         assert math.isfinite(c["points"])
+        assert c["holds"] == (c["z"] >= 3.0)
+    # pass@k for k = 1..passk_samples, non-decreasing in k, for every model
+    for kind in ("math", "code"):
+        for name, curve in report["pass_at_k"][kind].items():
+            ks = sorted(int(k) for k in curve)
+            assert ks == list(range(1, cfg["passk_samples"] + 1)), (kind, name)
+            vals = [curve[str(k)] for k in ks]
+            assert all(b >= a - 1e-12 for a, b in zip(vals, vals[1:])), (kind, name)
+    # held-out curves from step 0 (the start model) through the run's last step
+    last = {"RL": cfg["rl_steps"], "RL-Zero": cfg["rlzero_steps"]}
+    for name, pts in report["curves"].items():
+        steps = [p["step"] for p in pts]
+        assert steps[0] == 0 and steps == sorted(set(steps)), name
+        if name in last:
+            assert steps[-1] == last[name], name
+    assert set(report["code_rewards"]) == {"start (SFT)", *cfg["code_rewards"]}
+    for cell in report["code_rewards"].values():
+        check_cell(cell, cfg["eval_code"])
+    assert report["quick"] is True and report["reused_stages"] == []
+    assert report["seconds"] == pytest.approx(sum(report["stage_seconds"].values()), abs=0.5)
 
 
 def test_quick_demo_ran_every_stage(quick):
@@ -76,8 +97,36 @@ def test_quick_demo_ran_every_stage(quick):
         assert rows and all("reward" in r and "idle_ratio" in r for r in rows)
     mtp_cfg = json.loads((out / "mtp" / "final" / "config.json").read_text())
     assert mtp_cfg["num_nextn_predict_layers"] == report["config"]["mtp_layers"]
-    for plot in ("pass_at_k_toy_math.png", "pass_at_k_toy_code.png"):
+    for plot in ("pass_at_k_toy_math.png", "pass_at_k_toy_code.png", "heldout_curves.png", "code_rewards.png",
+                 "training_curves.png"):
         assert (out / "plots" / plot).stat().st_size > 1000
+        assert f"plots/{plot}" in md
+    assert "Smoke test" in md.split("## Family")[0]
+
+
+def test_rerun_keeps_timings(quick):
+    """A re-run of a finished demo reuses every stage and reports the times it took to build, not its own."""
+    out, first = quick
+    again = run_demo(out)
+    assert again["stage_seconds"] == first["stage_seconds"]
+    assert again["seconds"] == first["seconds"]
+    assert set(again["reused_stages"]) == set(first["stage_seconds"])
+    assert again["family"] == first["family"]
+    assert "reused" in (out / "report.md").read_text().split("## Family")[0]
+
+
+def test_quick_keeps_explicit_budget_flags(tmp_path):
+    """``--quick`` cuts budgets, except those given explicitly on the command line or in the config file."""
+    from mimo.demo.family import QUICK, DemoConfig, parse
+
+    cfg, explicit = parse(["--quick", "--rl_steps", "3"])
+    scaled = cfg.scaled(explicit)
+    assert scaled.rl_steps == 3 and scaled.sft_steps == QUICK["sft_steps"]
+    (tmp_path / "c.yaml").write_text("demo:\n  sft_steps: 7\n")
+    cfg, explicit = parse(["--quick", "--config", str(tmp_path / "c.yaml")])
+    scaled = cfg.scaled(explicit)
+    assert scaled.sft_steps == 7 and scaled.rl_steps == QUICK["rl_steps"]
+    assert DemoConfig().scaled() == DemoConfig()  # no --quick: nothing changes
 
 
 @pytest.mark.slow

@@ -35,7 +35,7 @@ def plot_pass_at_k(curves: dict[str, dict], path: str | Path, heading: str = "pa
         print("[mimo eval] warning: matplotlib not installed, no pass@k plot (pip install 'mimo[eval]')",
               file=sys.stderr)
         return None
-    fig, ax = plt.subplots(figsize=(6.0, 4.0), dpi=100)
+    fig, ax = plt.subplots(figsize=(7.2 if len(curves) > 1 else 6.0, 4.0), dpi=100)
     try:
         top = 1
         for label, curve in curves.items():
@@ -53,8 +53,8 @@ def plot_pass_at_k(curves: dict[str, dict], path: str | Path, heading: str = "pa
         ax.set_ylim(0, 102)
         ax.set_title(heading)
         ax.grid(True, alpha=0.3)
-        if len(curves) > 1 or any(curves):
-            ax.legend(loc="lower right", fontsize=8)
+        if len(curves) > 1:  # beside the axes, where it cannot cover a line
+            ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
         fig.tight_layout()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
