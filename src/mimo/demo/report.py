@@ -60,7 +60,7 @@ def plot_training(out: Path) -> str | None:
     plt = _plt()
     if plt is None:
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), dpi=100)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.3), dpi=100)
     pre = _records(out / "pretrain" / "metrics.jsonl")
     ax = axes[0]
     if pre:
@@ -90,7 +90,7 @@ def plot_training(out: Path) -> str | None:
         a.set_xlabel("optimizer step")
         a.set_yscale("log")
         a.grid(True, alpha=0.3)
-        a.legend(fontsize=8, loc="upper right")
+        a.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
     fig.tight_layout()
     (out / "plots").mkdir(parents=True, exist_ok=True)
     fig.savefig(out / "plots" / "training_curves.png")

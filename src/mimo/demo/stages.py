@@ -132,7 +132,9 @@ def rl_config(cfg, out: Path, init: Path, name: str, steps: int, code_scheme: st
                      "toy.math_problems": n_math, "toy.code_problems": n_code, "rewards.code_scheme": code_scheme,
                      # a code-only run whose reward gives no signal stalls after 10 batches' worth of tasks
                      "scheduler.max_tasks_per_step": 10 * batch if code_only else 0,
-                     "rollout.backend": cfg.rollout_backend, **quick})
+                     "rollout.backend": cfg.rollout_backend, **quick,
+                     # all-or-nothing needs no test levels: skip the starting model's pass matrix
+                     **({"rewards.level_rollouts": 0} if code_scheme == "vanilla" else {})})
 
 
 def run_rl(cfg, out: Path, init: Path, name: str, steps: int, code_scheme: str = "strict",
