@@ -134,3 +134,31 @@ def test_quick_demo_is_deterministic(quick, tmp_path):
     _, first = quick
     second = run_demo(tmp_path / "again")
     assert second["family"] == first["family"] and second["control"] == first["control"]
+
+
+def test_stage_cache_keys_on_the_starting_weights(tmp_path):
+    """A stage is reused only when its config *and* the weights it started from are unchanged: rebuilding SFT
+    with other steps must rerun RL, whose own config (which names SFT's folder, not its weights) is the same."""
+    import dataclasses
+
+    import yaml
+
+    from mimo.demo.stages import _done, _mark_start
+
+    @dataclasses.dataclass
+    class Cfg:
+        steps: int
+
+    init, stage = tmp_path / "sft" / "final", tmp_path / "rl"
+    init.mkdir(parents=True)
+    (stage / "final").mkdir(parents=True)
+    (init / "model.safetensors").write_bytes(b"weights v1")
+    (stage / "final" / "model.safetensors").write_bytes(b"rl")
+    (stage / "config.yaml").write_text(yaml.safe_dump({"rl": {"steps": 3}}))
+    cfg = Cfg(3)
+    assert not _done(stage, "rl", cfg, init)  # no record of its start: not reusable
+    _mark_start(stage, init)
+    assert _done(stage, "rl", cfg, init)
+    assert not _done(stage, "rl", Cfg(4), init)  # its own config changed
+    (init / "model.safetensors").write_bytes(b"weights v2")
+    assert not _done(stage, "rl", cfg, init)  # its start changed

@@ -32,12 +32,24 @@ from mimo.train import sft as sft_stage
 from mimo.utils.io import write_json
 
 
-def _done(stage_dir: Path, section: str, cfg) -> bool:
-    """The stage already finished with this very config."""
+def _done(stage_dir: Path, section: str, cfg, init: Path | None = None) -> bool:
+    """The stage already finished with this very config and (``init``) from these very starting weights: a stage
+    whose start was rebuilt (e.g. SFT with other steps) runs again although its own config is unchanged."""
     saved = stage_dir / "config.yaml"
     if not (stage_dir / "final" / "model.safetensors").is_file() or not saved.is_file():
         return False
-    return (yaml.safe_load(saved.read_text()) or {}).get(section) == to_json(cfg)
+    return (yaml.safe_load(saved.read_text()) or {}).get(section) == to_json(cfg) and _same_start(stage_dir, init)
+
+
+def _same_start(stage_dir: Path, init: Path | None) -> bool:
+    mark = stage_dir / "init.sha1"
+    return init is None or (mark.is_file() and mark.read_text().strip() == weights_digest(init))
+
+
+def _mark_start(stage_dir: Path, init: Path) -> None:
+    """Record the digest of the weights a stage started from (read by :func:`_done`)."""
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    (stage_dir / "init.sha1").write_text(weights_digest(init))
 
 
 def _tiny(cls, section: str, **overrides):
@@ -85,9 +97,10 @@ def sft_config(cfg, out: Path, init: Path, name: str = "sft", steps: int | None 
 
 def run_sft(cfg, out: Path, base: Path) -> tuple[Path, bool]:
     sc = sft_config(cfg, out, base)
-    ran = not _done(out / "sft", "sft", sc)
+    ran = not _done(out / "sft", "sft", sc, base)
     if ran:
         sft_stage.main(sc)
+        _mark_start(out / "sft", base)
     return out / "sft" / "final", ran
 
 
@@ -105,9 +118,10 @@ def run_control(cfg, out: Path, sft: Path, steps: int) -> tuple[Path, bool]:
     every = control_save_every(cfg, steps)
     sc = sft_config(cfg, out, sft, name="control", steps=steps, lr=low)
     sc = dataclasses.replace(sc, save_every=every, keep_checkpoints=steps // every + 1)
-    ran = not _done(out / "control", "sft", sc)
+    ran = not _done(out / "control", "sft", sc, sft)
     if ran:
         sft_stage.main(sc)
+        _mark_start(out / "control", sft)
     return out / "control" / "final", ran
 
 
@@ -147,8 +161,9 @@ def run_rl(cfg, out: Path, init: Path, name: str, steps: int, code_scheme: str =
     is its last checkpoint (or its start), instead of the demo stopping."""
     rc = rl_config(cfg, out, init, name, steps, code_scheme, code_only)
     stall = out / name / "stalled.json"
-    stalled = code_only and stall.is_file() and json.loads(stall.read_text()).get("config") == to_json(rc)
-    ran = not stalled and not _done(out / name, "rl", rc)
+    stalled = (code_only and stall.is_file() and json.loads(stall.read_text()).get("config") == to_json(rc)
+               and _same_start(out / name, init))
+    ran = not stalled and not _done(out / name, "rl", rc, init)
     if ran:
         stall.unlink(missing_ok=True)
         try:
@@ -158,6 +173,7 @@ def run_rl(cfg, out: Path, init: Path, name: str, steps: int, code_scheme: str =
                 raise
             print(f"[demo] {name}: stalled: {e}", flush=True)
             write_json(stall, {"error": str(e), "config": to_json(rc)})
+        _mark_start(out / name, init)
     path = out / name / "metrics.jsonl"
     metrics = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
     final = out / name / "final"
@@ -194,9 +210,10 @@ def run_mtp(cfg, out: Path, model: Path) -> tuple[Path, bool]:
                decay_steps=max(1, cfg.mtp_steps // 3), warmup_steps=max(1, min(20, cfg.mtp_steps // 5)),
                eval_every=cfg.mtp_steps, save_every=cfg.mtp_steps,
                **{"toy.seed": cfg.seed, "toy.docs_per_source": 2000 if cfg.quick else 8000})
-    ran = not _done(out / "mtp", "mtp", mc)
+    ran = not _done(out / "mtp", "mtp", mc, model)
     if ran:
         mtp_stage.main(mc)
+        _mark_start(out / "mtp", model)
     return out / "mtp" / "final", ran
 
 
