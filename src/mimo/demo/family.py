@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from mimo.config import F, add_config_args, config_from_args, load_yaml
+from mimo.config import F, add_config_args, config_from_args, load_yaml, stage_cli
 from mimo.demo.report import write_report
 from mimo.demo.stages import (
     compute_control_steps,
@@ -224,5 +224,6 @@ def parse(argv: list[str]) -> tuple[DemoConfig, frozenset[str]]:
 
 
 def cli(argv: list[str]) -> int:
-    main(*parse(argv))
-    return 0
+    _, explicit = parse(argv)  # which budget flags --quick must leave alone
+    return stage_cli(argv, prog="mimo demo", description=__doc__.split("\n\n")[0], cls=DemoConfig, section="demo",
+                     main=lambda cfg: main(cfg, explicit))
