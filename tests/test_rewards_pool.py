@@ -118,8 +118,11 @@ def test_http_server_with_raw_and_pool_clients():
 
 def test_mimo_judge_serve_command():
     env = {**os.environ, "MIMO_LIGHT_IMPORT": "1", "PYTHONFAULTHANDLER": "1"}  # SIGABRT dumps every thread's stack
+    # started with SIGINT ignored, as a background job of a non-interactive shell (CI) starts it: the server must
+    # still stop on SIGINT (it once hung here for exactly that reason)
     proc = subprocess.Popen([sys.executable, "-m", "mimo.cli", "judge", "serve", "--port", "0", "--workers", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         line = proc.stdout.readline()
         url = re.search(r"serving (http://\S+)", line).group(1)

@@ -96,12 +96,26 @@ def levels_main(cfg: LevelsConfig) -> int:
     return 0
 
 
+def _stop_on_signals() -> None:
+    """SIGINT and SIGTERM end the server cleanly.  Set explicitly: a process started in the background by a
+    non-interactive shell (``cmd &``, nohup, some CI runners) inherits SIGINT *ignored*, and Python then installs no
+    KeyboardInterrupt handler, so Ctrl-C / ``kill -INT`` would never reach ``serve_forever``."""
+    import signal
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
+
+
 def serve_main(cfg: JudgeConfig) -> int:
     from mimo.rewards.sandbox import sandbox_status
     from mimo.rewards.server import RewardServer
 
     pool = RewardPool(PoolConfig(workers=cfg.workers, math_timeout=cfg.math_timeout, limits=cfg.limits))
     server = RewardServer(pool, cfg.host, cfg.port)
+    _stop_on_signals()
     print(f"mimo judge: serving {server.url} with {pool.workers} workers; {sandbox_status()}", flush=True)
     try:
         server.serve_forever()
