@@ -116,6 +116,25 @@ def test_malformed_tests_and_limits_are_user_errors():
         judge("x = 1", [{"testtype": "bogus"}])
     with pytest.raises(MimoError, match="unknown judge limit 'time'"):
         judge("x = 1", [], time=3)
+    with pytest.raises(MimoError, match=r"output_bytes \(16777216\) must be below file_size_mb \(16 MiB\)"):
+        judge("x = 1", [], output_bytes=16 << 20)
+
+
+def test_the_runner_compiles_a_program_once_per_job_and_leaves_what_compiling_reports_to_the_test():
+    """A job's program is compiled once by the runner (compiling runs none of it) unless compiling has something
+    to say: a syntax error or a compile-time warning then comes from each test's own compile, on its stderr."""
+    from mimo.rewards import runner
+
+    code = runner.precompile("def f(x: int) -> int:\n    return x\n")
+    assert code is not None and not code.co_flags & __import__("__future__").annotations.compiler_flag
+    assert runner.precompile("x = (") is None  # SyntaxError
+    assert runner.precompile("print(1 is 1)\n") is None  # SyntaxWarning at compile time
+    assert runner.precompile("x = 1\0") is None  # NUL byte: ValueError
+    assert runner.precompile("x = 1\n" + "#" * runner.PRECOMPILE_LIMIT) is None
+    warned = judge("print(1 is 1)\n", [{"testtype": "stdin", "input": "", "output": "True"}])
+    assert warned.passed == [True]
+    broken = judge("x = (", [{"testtype": "stdin", "input": "", "output": ""}])
+    assert broken.verdicts == ["runtime_error"] and "SyntaxError" in broken.details[0]
 
 
 def test_refuses_without_bubblewrap_unless_unsafe(tmp_path):

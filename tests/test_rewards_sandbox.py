@@ -206,6 +206,8 @@ def test_hostile_programs_get_the_right_verdicts_and_nothing_escapes(pool, tmp_p
 def test_tmp_is_private_per_test_and_files_are_size_capped(pool):
     code = ("import os, sys\nprint('clean' if not os.listdir('/tmp') else 'dirty')\n"
             "open('/tmp/left-over', 'w').write('x')\n"
+            "os.makedirs('/tmp/a/b/c')\nopen('/tmp/a/b/c/deep', 'w').write('x')\n"
+            "os.symlink('/usr', '/tmp/a/usr')\nos.symlink('/tmp/a/b', '/tmp/to-b')\n"
             "try:\n    open('/tmp/big', 'wb').write(b'x' * (64 << 20))\n    print('big')\n"
             "except OSError:\n    print('capped')\n")
     tests = [{"testtype": "stdin", "input": "", "output": "clean\ncapped"}] * 3

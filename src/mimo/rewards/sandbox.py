@@ -19,9 +19,9 @@ The uid switch is ``setgroups``/``setresgid``/``setresuid`` in the forked child 
 so that the program can neither signal nor ptrace it.  The interpreter's prefix is bound read-only with its parent
 directories made traversable, so any uid can import the standard library.
 
-Between jobs nothing of a program survives: its uid's processes are killed, ``/tmp`` is emptied, and a session
-where SysV IPC objects remain (they outlive processes) is replaced, as is one that failed or served
-``max_jobs_per_session`` jobs.
+Between jobs nothing of a program survives: its uid's processes are killed, ``/tmp`` is emptied (after every
+test, too), and a session where SysV IPC objects remain (they outlive processes) or ``/tmp`` could not be emptied
+is replaced, as is one that failed or served ``max_jobs_per_session`` jobs.
 
 Without bubblewrap the judge refuses to run unless ``unsafe=True`` (``--unsafe``): then the runner is started
 directly, with rlimits and (as root) the uid switch only -- untrusted code can read the host's files.  Not being
@@ -78,7 +78,7 @@ class JudgeLimits:
     file_size_mb: int = F(16, "largest file the program may write (RLIMIT_FSIZE), MiB")
     open_files: int = F(64, "open file descriptors of the program (RLIMIT_NOFILE)")
     processes: int = F(8, "processes and threads of the program's uid (RLIMIT_NPROC)")
-    output_bytes: int = F(8 << 20, "stdout cap per test; a program printing more gets wrong_answer")
+    output_bytes: int = F(8 << 20, "stdout cap per test, below file_size_mb; a program printing more gets wrong_answer")
     tmp_mb: int = F(64, "size of the private /tmp, MiB")
     prelude: bool = F(True, "put LiveCodeBench's import prelude before stdin/functional programs, as it does")
     cgroup: bool = F(True, "also cap each sandbox's total memory and processes with a cgroup v2 where possible")
@@ -87,6 +87,9 @@ class JudgeLimits:
     def __post_init__(self) -> None:
         if self.time_limit <= 0 or self.memory_mb <= 0 or self.processes <= 0 or self.output_bytes <= 0:
             raise MimoError("judge limits: time_limit, memory_mb, processes and output_bytes must be positive")
+        if self.output_bytes >= self.file_size_mb << 20:  # stdout is a file, so RLIMIT_FSIZE would stop it first
+            raise MimoError(f"judge limits: output_bytes ({self.output_bytes}) must be below file_size_mb "
+                            f"({self.file_size_mb} MiB): a test's stdout is a file under that limit")
 
     def for_runner(self) -> dict:
         return {
@@ -342,7 +345,7 @@ class _Session:
                             continue  # a late line of an earlier job
                         if record.get("done"):
                             finished = True
-                            if record.get("ipc"):  # SysV IPC leftovers: start afresh next time
+                            if record.get("restart"):  # SysV IPC or /tmp leftovers: start afresh next time
                                 self.healthy = False
                         elif key.fd == out:
                             run.reports[int(record["i"])] = record
