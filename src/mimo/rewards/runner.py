@@ -83,8 +83,6 @@ def _become_untrusted(limits: dict, uid: int | None, workdir: str) -> None:
     _limit(resource.RLIMIT_STACK, min(limits["stack_mb"], limits["memory_mb"]) * mib)
     _limit(resource.RLIMIT_FSIZE, limits["file_size_mb"] * mib)
     _limit(resource.RLIMIT_NOFILE, limits["open_files"])
-    _limit(resource.RLIMIT_CORE, 0)
-    _limit(resource.RLIMIT_MSGQUEUE, 0)  # POSIX message queues would outlive the test
     if uid is not None:  # after this the process holds no capability and cannot signal the runner
         _limit(resource.RLIMIT_NPROC, limits["processes"])
         os.setgroups([])
@@ -320,8 +318,7 @@ def _solution(code, test: dict, limits: dict, uid: int | None, workdir: str, fds
     the runner decodes."""
     status = EXIT_RUNNER_BUG
     try:
-        high = {target: os.dup(src) for target, src in fds.items()}  # sources may collide with targets
-        for target, src in high.items():
+        for target, src in fds.items():  # every source is >= 3: the runner's own fds 0-2 stay open while it serves
             os.dup2(src, target)
         os.closerange(3, 1 << 16)  # no descriptor but stdin/stdout/stderr reaches the program
         _become_untrusted(limits, uid, workdir)
@@ -594,6 +591,10 @@ def main(argv: list[str]) -> int:
             os._exit(0)
     theirs.close()
     os.close(channel_fd)
+    # Limits that are the same for every test and harmless to the runner are set here once, for every test to
+    # inherit: no core files, no POSIX message queues (they would outlive the test).
+    _limit(resource.RLIMIT_CORE, 0)
+    _limit(resource.RLIMIT_MSGQUEUE, 0)
     for name in PRELUDE_MODULES:  # imported once here, so that a test pays for neither imports nor the prelude
         __import__(name)
     prepare_modules()
