@@ -26,6 +26,7 @@ import torch
 
 from mimo.config import F
 from mimo.rl.loss import group_advantages, logprob_mismatch, policy_loss, tis_weights
+from mimo.train.dist import DistInfo, all_reduce_sum
 from mimo.train.loop import accumulate_step
 
 
@@ -103,27 +104,38 @@ def token_logprobs(model, input_ids: torch.Tensor, temperature: float = 1.0,
 
 
 def update_policy(model, optimizer, groups: Sequence[Group], cfg: ActorConfig, pad_id: int, temperature: float,
-                  seed: int = 0, ref_model=None) -> dict:
+                  seed: int = 0, ref_model=None, dist_info: DistInfo | None = None) -> dict:
     """Train on ``groups``: advantages per group, then ``epochs`` x mini-batch optimizer steps.  Returns the mean
     of the per-step metrics (loss, clip fractions, approx KL, entropy, grad norm) and ``updates``.
 
     ``temperature`` must be the rollout's: the importance ratio compares log-probs under the same
     ``softmax(logits / temperature)`` the samples were drawn from (``mimo rl`` passes ``rollout.temperature``).
     Each mini-batch is one :func:`mimo.train.loop.accumulate_step` (the optimizer step every stage takes); the
-    micro-batch losses are already shares of the mini-batch's token total, so they are summed with weight 1."""
+    micro-batch losses are already shares of the mini-batch's token total, so they are summed with weight 1.
+
+    Distributed (``dist_info`` with world size K > 1, ``model`` wrapped in DDP): every rank is given the whole
+    ``groups`` and takes the same mini-batches in the same order; sample ``i`` of the batch is trained by rank
+    ``i % K``.  Each rank's loss is its tokens' sum over the *global* token count of the mini-batch, scaled by K
+    because DDP averages gradients over ranks: the averaged gradient is then the sum of the shard gradients, i.e.
+    exactly the single-process gradient of the mini-batch (token-level normalisation stays global however unevenly
+    the tokens fall on the ranks).  A rank that owns no sample of a mini-batch still runs one forward/backward at
+    weight 0, so that every rank joins DDP's all-reduce.  Metrics are summed over ranks (each is a share of the
+    global token count), the gradient norm is the global one (clipped after the all-reduce)."""
+    info = dist_info if dist_info is not None else DistInfo()
     device = next(model.parameters()).device
     for g in optimizer.param_groups:
         g["lr"] = cfg.lr
     adv = group_advantages(torch.tensor([g.rewards for g in groups], dtype=torch.float32))  # (G, n)
     items = [(gi, s, float(adv[gi, si])) for gi, g in enumerate(groups) for si, s in enumerate(g.samples)]
+    owner = {id(s): i % info.world_size for i, (_, s, _) in enumerate(items)}  # sample -> the rank training it
     rng = random.Random(seed)
     totals: dict[str, float] = {}
     updates = 0
     trainer_old: dict[int, torch.Tensor] = {}  # id(sample) -> (T-1,) the trainer's log-probs before any update
     mismatch: dict[str, float] = {}
     if cfg.tis_cap > 0 or cfg.log_mismatch:
-        trainer_old, mismatch = _trainer_old_logprobs(model, [s for _, s, _ in items], cfg, pad_id, device,
-                                                       temperature)
+        mine = [s for _, s, _ in items if owner[id(s)] == info.rank]
+        trainer_old, mismatch = _trainer_old_logprobs(model, mine, cfg, pad_id, device, temperature, info)
     model.train()
     for _ in range(cfg.epochs):
         order = list(range(len(groups)))
@@ -131,9 +143,14 @@ def update_policy(model, optimizer, groups: Sequence[Group], cfg: ActorConfig, p
         for start in range(0, len(order), cfg.mini_batch_groups):
             chosen = set(order[start:start + cfg.mini_batch_groups])
             mb = [(s, a) for gi, s, a in items if gi in chosen]
-            num_tokens = float(sum(len(s.response_ids) for s, _ in mb))
+            num_tokens = float(sum(len(s.response_ids) for s, _ in mb))  # global: every rank's denominator
+            local = [(s, a) for s, a in mb if owner[id(s)] == info.rank]
+            # DDP averages gradients over the K ranks; scale by K so the average is the sum of the shards'
+            scale = float(info.world_size) if local else 0.0
+            if not local:  # nothing of this mini-batch here: a zero-weight pass keeps the all-reduce matched
+                local = mb[:1]
 
-            def micro_loss(model, micro, num_tokens=num_tokens):
+            def micro_loss(model, micro, num_tokens=num_tokens, scale=scale):
                 batch = pad_batch([s for s, _ in micro], pad_id, device)
                 logp, ent = token_logprobs(model, batch["input_ids"], temperature, with_entropy=True)
                 ref = None
@@ -144,7 +161,8 @@ def update_policy(model, optimizer, groups: Sequence[Group], cfg: ActorConfig, p
                 if cfg.tis_cap > 0:
                     rec = torch.zeros_like(old)
                     for b, (s, _) in enumerate(micro):
-                        rec[b, : trainer_old[id(s)].shape[0]] = trainer_old[id(s)]
+                        if id(s) in trainer_old:  # absent only in a zero-weight pass
+                            rec[b, : trainer_old[id(s)].shape[0]] = trainer_old[id(s)]
                     weights = tis_weights(rec, old, cfg.tis_cap) * batch["mask"]
                     old = rec
                 loss, metrics = policy_loss(
@@ -152,15 +170,20 @@ def update_policy(model, optimizer, groups: Sequence[Group], cfg: ActorConfig, p
                     eps_low=cfg.eps_low, eps_high=cfg.eps_high, kl_coef=cfg.kl_coef, ref_logprobs=ref,
                     entropy=ent, num_tokens=num_tokens, is_weights=weights)
                 share = float(batch["mask"].sum()) / max(num_tokens, 1.0)
-                # pg_loss is already a share of the mini-batch total; the rest are per-micro means
-                return loss, {k: float(v) * (1.0 if k == "pg_loss" else share) for k, v in metrics.items()}
+                # pg_loss and kl_ref are already shares of the mini-batch total; the rest are per-micro means
+                weight = min(scale, 1.0)  # 0 in a zero-weight pass
+                return loss * scale, {k: float(v) * weight * (1.0 if k in ("pg_loss", "kl_ref") else share)
+                                      for k, v in metrics.items()}
 
-            micros = [mb[m0:m0 + cfg.micro_batch_size] for m0 in range(0, len(mb), cfg.micro_batch_size)]
+            micros = [local[m0:m0 + cfg.micro_batch_size] for m0 in range(0, len(local), cfg.micro_batch_size)]
             step_metrics = accumulate_step(model, optimizer, micros, micro_loss, cfg.grad_clip,
                                            weights=[1.0] * len(micros))
             for k, v in step_metrics.items():
                 totals[k] = totals.get(k, 0.0) + v
             updates += 1
+    grad_norm = totals.pop("grad_norm", 0.0)  # already global: clipped after DDP's all-reduce
+    totals = all_reduce_sum(totals, info)  # sync point: shares of the global token counts add up
+    totals["grad_norm"] = grad_norm
     out = {k: v / max(updates, 1) for k, v in totals.items()}
     out["updates"] = updates
     out.update(mismatch)
@@ -169,9 +192,10 @@ def update_policy(model, optimizer, groups: Sequence[Group], cfg: ActorConfig, p
 
 @torch.no_grad()
 def _trainer_old_logprobs(model, samples: Sequence[Sample], cfg: ActorConfig, pad_id: int, device,
-                          temperature: float):
+                          temperature: float, info: DistInfo):
     """The trainer's log-probs of every sample's tokens before the update (eval mode, micro-batched), and the gap
-    to the rollout engine's (:func:`mimo.rl.loss.logprob_mismatch`, token-weighted over the whole batch)."""
+    to the rollout engine's (:func:`mimo.rl.loss.logprob_mismatch`, token-weighted over the whole batch).
+    Distributed: ``samples`` are this rank's; the gap is reduced over the ranks."""
     was_training = model.training
     model.eval()
     rec: dict[int, torch.Tensor] = {}
@@ -189,6 +213,9 @@ def _trainer_old_logprobs(model, samples: Sequence[Sample], cfg: ActorConfig, pa
         for b, s in enumerate(micro):
             rec[id(s)] = logp[b, : len(s.prompt_ids) + len(s.response_ids) - 1].detach()  # unpadded
     model.train(was_training)
+    peak = all_reduce_sum({"max": total.pop("max")}, info, op="max")["max"]
+    total = all_reduce_sum(total, info)  # sync point
+    total["max"] = peak
     n = max(total["tokens"], 1.0)
     return rec, {"mismatch_abs_mean": total["abs"] / n, "mismatch_abs_max": total["max"],
                  "mismatch_ratio_out": total["out"] / n}

@@ -48,10 +48,12 @@ def _die_with_parent() -> None:
         pass
 
 
-def _worker_main(wid, config, shared, version, task_q, result_q, abort_ids, threads):
-    """Rollout worker process: generate the tasks it is given with its own model copy."""
-    parent = os.getppid()
+def _worker_main(wid, config, shared, version, task_q, result_q, abort_ids, threads, parent):
+    """Rollout worker process: generate the tasks it is given with its own model copy.  ``parent``: the trainer's
+    pid, passed in rather than read here, since the trainer may die while this process still imports."""
     _die_with_parent()
+    if os.getppid() != parent:  # killed before the death signal was armed
+        return
     torch.set_num_threads(threads)
     model = MiMoForCausalLM(config).eval()
     local = -1
@@ -105,7 +107,7 @@ class LocalRolloutBackend(RolloutBackend):
         self.task_qs = [ctx.Queue() for _ in range(num_workers)]
         self.procs = [ctx.Process(target=_worker_main, daemon=True, name=f"mimo-rollout-{w}",
                                   args=(w, model.config, self.shared, self.version, self.task_qs[w], self.result_q,
-                                        self.abort_ids, threads_per_worker))
+                                        self.abort_ids, threads_per_worker, os.getpid()))
                       for w in range(num_workers)]
         for p in self.procs:
             p.start()

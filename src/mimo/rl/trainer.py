@@ -9,6 +9,10 @@ rollout workers.  Validation runs through the same engine.  Checkpoints hold the
 (sampler, easy pool, pass-rate statistics) and RNG, written atomically between steps: ``--resume true`` after a
 ``kill -9`` repeats and loses no step.
 
+Under ``torchrun`` the update is data-parallel (DDP, gloo): rank 0 alone rolls out, scores, logs and checkpoints,
+and broadcasts each step's batch; every rank trains on its shard with the token-level normalisation kept global, so
+the step equals the single-process one (docs/distributed.md).
+
 Logged per step: reward, pass rate, response length, entropy, clip fraction, approx KL, informative / wasted groups,
 worker idle ratio, waste ratio, easy-pool size and the time split rollout / reward / train.
 """
@@ -33,6 +37,7 @@ from mimo.rl.problems import ToyRL, load_problems, toy_problems
 from mimo.rl.rollout import RolloutConfig, make_backend
 from mimo.rl.sampling import ProblemSampler
 from mimo.rl.scheduler import Scheduler, SchedulerConfig
+from mimo.train import dist
 from mimo.train.loop import make_optimizer
 from mimo.train.run import StageRun
 from mimo.utils.io import write_jsonl
@@ -117,18 +122,61 @@ def validate(engine: RolloutEngine, heldout, cfg: RLConfig, out: Path, step: int
 
 
 def main(cfg: RLConfig) -> dict:
+    """One RL run; under ``torchrun`` the trainer is data-parallel (DDP) and only rank 0 rolls out.
+
+    Rank 0 owns the rollout engine, the reward pool, validation, the metrics log and the checkpoints; each step it
+    broadcasts the selected groups to every rank, and all ranks train on their shard of them
+    (:func:`mimo.rl.actor.update_policy`: the gradient is the single-process gradient of the whole batch).  The other
+    ranks start no worker and write nothing.  Resume: rank 0 picks the checkpoint, every rank loads that one."""
     if not cfg.init_from:
         raise MimoError("rl: --init_from (a model directory) is required")
     if cfg.rollout.backend != "local" and cfg.steps > 0 and cfg.rollout.backend != "vllm":
         raise MimoError("rl: training needs a backend whose weights follow the trainer (local or vllm); "
                         "the endpoint backend serves a fixed policy")
-    run = StageRun("rl", "rl", cfg, cfg.out_dir, cfg.seed, cfg.threads, cfg.keep_checkpoints, cfg.resume,
-                   overwrite=cfg.overwrite)
+    info = dist.init_distributed("cpu")  # gloo: the RL trainer and its local rollout workers live on the CPU
+    try:
+        run = StageRun("rl", "rl", cfg, cfg.out_dir, cfg.seed, cfg.threads, cfg.keep_checkpoints, cfg.resume,
+                       is_main=info.is_main, overwrite=cfg.overwrite)
+        dist.barrier(info)  # rank 0 has checked (and with --overwrite cleaned) the run directory
+        run.save_config()
+        model, tok = load_model_dir(cfg.init_from)
+        if tok is None:
+            raise MimoError(f"{cfg.init_from}: no tokenizer in the model directory")
+        optimizer = make_optimizer(model, cfg.actor.lr, cfg.actor.weight_decay)
+        state = run.restore(model, optimizer) if info.is_main else {}  # rank 0 picks the newest that loads
+        chosen = dist.broadcast_object(str(run.restored_from) if run.restored_from else None, info)
+        if not info.is_main and chosen is not None:  # the other ranks load the very same checkpoint
+            state = run.restore(model, optimizer, path=chosen)
+        policy = dist.wrap_model(model, info, "ddp", find_unused_parameters=True, forward_sync_buffers=False)
+        if info.is_main:
+            result = _lead(cfg, run, model, policy, optimizer, tok, state, info)
+        else:
+            _follow(cfg, policy, optimizer, tok, state, info)
+            result = {}
+        dist.barrier(info)  # every rank is past its last collective before any rank tears down
+        del policy  # DDP's reducer holds the process group: let it go while the group is still alive
+        return result
+    finally:
+        dist.cleanup(info)
+
+
+def _follow(cfg: RLConfig, policy, optimizer, tok, state: dict, info: dist.DistInfo) -> None:
+    """A rank other than 0: train on each step's broadcast batch, nothing else."""
+    step, last = state.get("step", 0), _last_step(cfg)
+    while step < last:
+        groups = dist.broadcast_object(None, info)  # sync point: rank 0 has rolled out and scored the step
+        update_policy(policy, optimizer, groups, cfg.actor, tok.pad_id, cfg.rollout.temperature,
+                      seed=cfg.seed + step, dist_info=info)
+        step += 1
+
+
+def _last_step(cfg: RLConfig) -> int:
+    return min(cfg.steps, cfg.max_steps) if cfg.max_steps is not None else cfg.steps
+
+
+def _lead(cfg: RLConfig, run: StageRun, model, policy, optimizer, tok, state: dict, info: dist.DistInfo) -> dict:
+    """Rank 0 (the only rank of a single-process run): rollouts, rewards, training, validation, logs, checkpoints."""
     out = run.out
-    run.save_config()
-    model, tok = load_model_dir(cfg.init_from)
-    if tok is None:
-        raise MimoError(f"{cfg.init_from}: no tokenizer in the model directory")
     train = load_problems(cfg.data, tok) if cfg.data else toy_problems(cfg.toy, tok, "train")
     heldout = load_problems(cfg.heldout, tok) if cfg.heldout else toy_problems(cfg.toy, tok, "heldout")
     problems = {p.id: p for p in train + heldout}
@@ -136,8 +184,6 @@ def main(cfg: RLConfig) -> dict:
         raise MimoError("rl: training and held-out problems share ids")
     sampler = ProblemSampler([p.id for p in train], alpha=cfg.alpha, seed=cfg.seed)
     sched = Scheduler(cfg.scheduler, sampler)
-    optimizer = make_optimizer(model, cfg.actor.lr, cfg.actor.weight_decay)
-    state = run.restore(model, optimizer)
     step, levels = state.get("step", 0), state.get("levels", {})
     if state:
         sched.load_state_dict(state["scheduler"])
@@ -145,7 +191,7 @@ def main(cfg: RLConfig) -> dict:
         if lost:
             print(f"[rl] {len(lost)} in-flight tasks of the checkpoint dropped", flush=True)
     params = SamplingParams(cfg.rollout.max_new_tokens, cfg.rollout.temperature, cfg.rollout.top_p, tuple(tok.stop_ids))
-    last = min(cfg.steps, cfg.max_steps) if cfg.max_steps is not None else cfg.steps
+    last = _last_step(cfg)
     logger = run.logger(last, cfg.log_every)
     with make_backend(cfg.rollout, model, cfg.init_from) as backend, RewardPool(cfg.rewards.pool) as pool:
         engine = RolloutEngine(sched, backend, pool, problems, tok.decode, params, seed=cfg.seed,
@@ -164,8 +210,9 @@ def main(cfg: RLConfig) -> dict:
         while step < last:
             groups, stats = engine.run_step()
             t0 = time.perf_counter()
-            train_metrics = update_policy(model, optimizer, groups, cfg.actor, tok.pad_id, cfg.rollout.temperature,
-                                          seed=cfg.seed + step)
+            groups = dist.broadcast_object(groups, info)  # sync point: the other ranks wait for the batch here
+            train_metrics = update_policy(policy, optimizer, groups, cfg.actor, tok.pad_id, cfg.rollout.temperature,
+                                          seed=cfg.seed + step, dist_info=info)
             train_s = time.perf_counter() - t0
             engine.end_step(model)
             step += 1
@@ -177,6 +224,8 @@ def main(cfg: RLConfig) -> dict:
                       "train_tokens": cfg.actor.epochs * sum(len(s.prompt_ids) + len(s.response_ids)
                                                              for g in groups for s in g.samples),
                       "tokens": sum(len(s.response_ids) for g in groups for s in g.samples)}
+            if info.enabled:
+                record["world_size"] = info.world_size
             if heldout and ((cfg.eval_every and step % cfg.eval_every == 0) or step == last):
                 record.update(validate(engine, heldout, cfg, out, step))
             result = logger.log(step, **record)

@@ -37,6 +37,7 @@ class StageRun:
         seed_everything(seed)
         self.ckpt = CheckpointManager(self.out, keep=keep_checkpoints)
         self.start_step = 0
+        self.restored_from: Path | None = None  # the checkpoint restore() loaded
 
     def config(self) -> dict:
         return {self.section: to_dict(self.cfg)}
@@ -45,12 +46,14 @@ class StageRun:
         if self.is_main:
             save_yaml(self.out / "config.yaml", self.config())
 
-    def restore(self, model, optimizer) -> dict:
-        """On ``resume``: weights, optimizer and RNG from the newest checkpoint; returns its trainer state (the
-        stage's own fields: step, data position, ...), or ``{}`` for a fresh run."""
+    def restore(self, model, optimizer, path: str | Path | None = None) -> dict:
+        """On ``resume``: weights, optimizer and RNG from the newest checkpoint that loads (or ``path``: the one
+        the main rank chose); returns its trainer state (the stage's own fields: step, data position, ...), or
+        ``{}`` for a fresh run."""
         if not self.resume:
             return {}
-        path, state = self.ckpt.restore(model, optimizer)
+        path, state = self.ckpt.restore(model, optimizer, path=path)
+        self.restored_from = path
         set_rng_state(state["rng"])
         self.start_step = state["step"]
         if self.is_main:
