@@ -57,10 +57,9 @@ def tiny_model(tiny_config):
     return make
 
 
-@pytest.fixture(scope="session")
-def rl_sft_model(tmp_path_factory):
+def train_tiny_sft(root, heads: int = 4, kv_heads: int = 2):
     """A tiny model taught the answer format on one-step, one-digit problems: it gets some right (informative
-    groups) without being good.  Shared by the RL tests (tests/test_rl_engine.py, tests/test_rl_dist.py)."""
+    groups) without being good.  Returns its final SFT directory under ``root``."""
     import torch
 
     from mimo.config import resolve_config
@@ -70,13 +69,12 @@ def rl_sft_model(tmp_path_factory):
     from mimo.train.sft import SFTConfig
     from mimo.train.sft import main as sft_main
 
-    root = tmp_path_factory.mktemp("rlmodel")
     probs = MathTaskGenerator(seed=0, max_steps=1, max_digits=1).sample(80)  # ~85 one-step train problems exist
     tok = train_bpe([p.chat_prompt() + p.chat_response() for p in probs], 300, root / "init")
     torch.manual_seed(0)
     model = MiMoForCausalLM(ModelSpec(vocab_size=tok.vocab_size, hidden_size=64, intermediate_size=128,
-                                      num_hidden_layers=2, num_attention_heads=4,
-                                      num_key_value_heads=2).to_hf(eos_token_id=tok.stop_ids))
+                                      num_hidden_layers=2, num_attention_heads=heads,
+                                      num_key_value_heads=kv_heads).to_hf(eos_token_id=tok.stop_ids))
     model.save_pretrained(str(root / "init"))
     cfg = resolve_config(SFTConfig, "sft", overrides={
         "init_from": str(root / "init"), "out_dir": str(root / "sft"), "toy.problems": "80",
@@ -86,3 +84,15 @@ def rl_sft_model(tmp_path_factory):
         "decontaminate_toy_heldout": "0", "log_every": "1000", "threads": "1"})
     sft_main(cfg)
     return root / "sft" / "final"
+
+
+@pytest.fixture(scope="session")
+def rl_sft_model(tmp_path_factory):
+    """:func:`train_tiny_sft`, shared by the RL tests (tests/test_rl_engine.py, tests/test_rl_dist.py)."""
+    return train_tiny_sft(tmp_path_factory.mktemp("rlmodel"))
+
+
+@pytest.fixture(scope="session")
+def tiny_sft():
+    """:func:`train_tiny_sft` for tests that need their own shape of it."""
+    return train_tiny_sft

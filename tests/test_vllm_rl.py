@@ -18,31 +18,8 @@ from mimo.rl.trainer import main as rl_main
 
 
 @pytest.fixture(scope="module")
-def sft_model(tmp_path_factory):
-    import torch
-
-    from mimo.model import MiMoForCausalLM, ModelSpec
-    from mimo.tasks import MathTaskGenerator
-    from mimo.tokenizer import train_bpe
-    from mimo.train.sft import SFTConfig
-    from mimo.train.sft import main as sft_main
-
-    root = tmp_path_factory.mktemp("vllm_rl")
-    probs = MathTaskGenerator(seed=0, max_steps=1, max_digits=1).sample(80)
-    tok = train_bpe([p.chat_prompt() + p.chat_response() for p in probs], 300, root / "init")
-    torch.manual_seed(0)
-    model = MiMoForCausalLM(ModelSpec(vocab_size=tok.vocab_size, hidden_size=64, intermediate_size=128,
-                                      num_hidden_layers=2, num_attention_heads=2,
-                                      num_key_value_heads=1).to_hf(eos_token_id=tok.stop_ids))
-    model.save_pretrained(str(root / "init"))
-    cfg = resolve_config(SFTConfig, "sft", overrides={
-        "init_from": str(root / "init"), "out_dir": str(root / "sft"), "toy.problems": "80",
-        "toy.tasks.max_steps": "1", "toy.tasks.max_digits": "1", "toy.teacher_slip_rate": "0.0",
-        "toy.teacher_mul_bias": "0.0",
-        "seq_len": "128", "batch_size": "16", "micro_batch_size": "16", "steps": "60", "lr": "0.01",
-        "decontaminate": "[]", "decontaminate_toy_heldout": "0", "log_every": "1000", "threads": "1"})
-    sft_main(cfg)
-    return root / "sft" / "final"
+def sft_model(tmp_path_factory, tiny_sft):
+    return tiny_sft(tmp_path_factory.mktemp("vllm_rl"), heads=2, kv_heads=1)  # the shape these tests were written for
 
 
 def _cfg(model: Path, out: Path, **over) -> RLConfig:
