@@ -384,11 +384,11 @@ def _clean_dir(path: str, uid: int | None) -> bool:
     program made (the runner has no CAP_DAC_OVERRIDE): such trees are removed by a process forked for it as the
     program's uid, which owns them.  Not shutil.rmtree: importing shutil brings zlib, bz2 and lzma into the runner,
     and every mapping the runner holds makes each test's fork slower."""
-    entries = os.listdir(path)
+    entries = [os.path.join(path, e) for e in os.listdir(path)]
     if not entries:
         return True
-    trees = [e for e in entries if os.path.isdir(os.path.join(path, e)) and not os.path.islink(os.path.join(path, e))]
-    if trees and uid is not None:
+    trees = [e for e in entries if _is_tree(e)]
+    if trees and uid is not None:  # the program's directories: removed as their owner
         pid = os.fork()
         if pid == 0:
             try:
@@ -396,17 +396,20 @@ def _clean_dir(path: str, uid: int | None) -> bool:
                 os.setresgid(uid, uid, uid)
                 os.setresuid(uid, uid, uid)
                 for tree in trees:
-                    _remove_tree(os.path.join(path, tree))
+                    _remove_tree(tree)
             finally:
                 os._exit(0)
         os.waitpid(pid, 0)
-    elif trees:  # no uid switch: the program's files are ours
+    else:  # no uid switch: the program's files are ours
         for tree in trees:
-            _remove_tree(os.path.join(path, tree))
-    for entry in os.listdir(path):
-        full = os.path.join(path, entry)
-        _quietly(os.rmdir if os.path.isdir(full) and not os.path.islink(full) else os.unlink, full)
+            _remove_tree(tree)
+    for entry in entries:
+        _quietly(os.rmdir if _is_tree(entry) else os.unlink, entry)
     return not os.listdir(path)
+
+
+def _is_tree(path: str) -> bool:
+    return os.path.isdir(path) and not os.path.islink(path)
 
 
 def _remove_tree(top: str) -> None:
