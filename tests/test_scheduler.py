@@ -123,6 +123,24 @@ def test_early_termination_aborts_later_tasks_and_carries_earlier_ones():
     assert s.tasks[0].state == SELECTED and s.phase == "training"
 
 
+def test_retired_carried_tasks_are_aborted_or_dropped_and_never_selected():
+    s = make("early_termination", B=2, W=100)
+    assert [a.task_id for a in of(s.begin_step(), Launch)] == [0, 1, 2, 3]
+    finish(s, 2, GOOD)
+    assert finish(s, 3, GOOD) == [Train(0, (2, 3))]  # 0 and 1 launched before the cut: carried, still running
+    assert s.on_rollout_done(1) == [Score(1, False)] and s.on_reward_done(1, GOOD) == []  # scored while training
+    s.end_step()
+    assert s.retire([0, 1, 99]) == [Abort(0)]  # the one in flight is aborted, the scored one dropped
+    assert s.tasks[1].state == DROPPED
+    out = s.begin_step()
+    assert s.informative == [] and s.flight == [a.task_id for a in of(out, Launch)]  # neither counts any more
+    assert s.on_rollout_done(0) == [] and s.tasks[0].state == ABORTED  # the abort raced with completion
+    trains = [a for i in [a.task_id for a in of(out, Launch)] for a in finish(s, i, GOOD) if isinstance(a, Train)]
+    assert len(trains) == 1 and not {0, 1} & set(trains[0].task_ids)
+    with pytest.raises(MimoError, match="retire in phase"):
+        s.retire([0])
+
+
 def test_early_termination_strictly_on_policy_waits_and_moves_the_cut():
     s = make("early_termination", B=2, W=100, carry_over=False)
     s.begin_step()  # 0, 1, 2, 3

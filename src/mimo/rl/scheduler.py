@@ -293,6 +293,23 @@ class Scheduler:
         self.step += 1
         self.phase = "idle"
 
+    def retire(self, task_ids: Sequence[int]) -> list[Action]:
+        """Between steps: the listed tasks carried into this step will not be trained on (the engine's staleness
+        bound, in policy versions): those in flight are aborted (``Abort`` actions returned; the acknowledgements
+        arrive as usual), those already scored are dropped.  Other ids are ignored."""
+        self._expect_phase("idle", "retire")
+        out: list[Action] = []
+        for i in task_ids:
+            t = self.tasks.get(i)
+            if t is None or t.kind != "train" or t.step != self.step:
+                continue
+            if t.state in IN_FLIGHT:
+                t.state = ABORTING
+                out.append(Abort(t.id))
+            elif t.state == SCORED:
+                t.state = DROPPED
+        return out
+
     def begin_eval(self, problem_ids: Sequence[Hashable], num_samples: int | None = None) -> list[Action]:
         """Roll out and score every prompt once (validation); ends with ``EvalDone``.  Between steps only."""
         self._expect_phase("idle", "begin_eval")
