@@ -42,6 +42,7 @@ class Sample:
     truncated: bool = False
     reason: str = ""
     verdicts: tuple[str, ...] = ()  # code: per-test verdicts
+    version: int = 0  # the policy version (updates applied) that generated it
 
 
 @dataclasses.dataclass

@@ -32,7 +32,7 @@ from mimo.rewards.pool import PoolBroken
 from mimo.rl.accounting import bucket, idle_ratio, token_counts, waste_ratio
 from mimo.rl.actor import Group, Sample
 from mimo.rl.backend import Aborted, RolloutBackend, RolloutDone, RolloutRequest
-from mimo.rl.scheduler import Abort, EvalDone, Launch, Scheduler, Score, Train
+from mimo.rl.scheduler import IN_FLIGHT, SCORED, Abort, EvalDone, Launch, Scheduler, Score, Train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +115,9 @@ class StepStats:
     aborted: int = 0
     informative_groups: int = 0
     scored_groups: int = 0
+    retired: int = 0  # carried tasks past the staleness bound, not trained on
+    staleness: list[int] = dataclasses.field(default_factory=list)  # per trained sample: versions behind
+    policy_version: int = 0  # the version the step's update starts from
 
     @property
     def idle_ratio(self) -> float:
@@ -128,6 +131,9 @@ class StepStats:
         return {"rollout_s": self.rollout_s, "reward_s": self.reward_s, "idle_ratio": self.idle_ratio,
                 "waste_ratio": self.waste_ratio, "launched_groups": self.launched, "aborted_groups": self.aborted,
                 "informative_groups": self.informative_groups, "scored_groups": self.scored_groups,
+                "policy_version": self.policy_version, "stale_retired_groups": self.retired,
+                "staleness_max": max(self.staleness, default=0),
+                "staleness_mean": sum(self.staleness) / max(len(self.staleness), 1),
                 **{f"tokens_{k}": v for k, v in self.tokens.items()}}
 
 
@@ -136,8 +142,13 @@ class RolloutEngine:
 
     def __init__(self, scheduler: Scheduler, backend: RolloutBackend, reward_pool, problems: dict[str, RLProblem],
                  decode, params: SamplingParams, seed: int = 0, deterministic: bool = True,
-                 code_scheme: str = "strict"):
+                 code_scheme: str = "strict", version: int = 0, max_staleness: int = 0):
         self.sched, self.backend = scheduler, backend
+        # Policy versions (updates applied).  ``version``: the one the backend generates with now (the backend
+        # counts its syncs from 0, so ``base`` maps them); a launched task is as old as the version at its launch.
+        self.version = self.base = version
+        self.max_staleness = max_staleness  # 0: no bound
+        self.launch_version: dict[int, int] = {}
         self.problems, self.decode, self.params = problems, decode, params
         self.seed, self.deterministic = seed, deterministic
         self.events = backend.events
@@ -180,6 +191,7 @@ class RolloutEngine:
                     self.backend.launch(RolloutRequest(a.task_id, p.prompt_ids, a.num_samples,
                                                        seed=self.seed * 1_000_003 + a.task_id, params=params))
                     self.launched.append(a.task_id)
+                    self.launch_version[a.task_id] = self.version
                     stats.launched += 1
                 elif isinstance(a, Score):
                     task = self.sched.tasks[a.task_id]
@@ -198,7 +210,7 @@ class RolloutEngine:
                 p = self.problems[self.sched.tasks[ev.task_id].problem_id]
                 self.samples[ev.task_id] = [
                     Sample(list(p.prompt_ids), r, lp, truncated=len(r) >= params.max_new_tokens
-                           and (not r or r[-1] not in params.stop_ids))
+                           and (not r or r[-1] not in params.stop_ids), version=self.base + ev.version)
                     for r, lp in zip(ev.responses, ev.logprobs)]
                 self.intervals[ev.task_id] = (ev.started, ev.finished, sum(len(r) for r in ev.responses))
                 todo.extend(self.sched.on_rollout_done(ev.task_id))
@@ -229,11 +241,26 @@ class RolloutEngine:
                 total += max(0.0, min(e, t1) - max(s, t0))
         return total / max(self.backend.num_workers, 1)
 
-    def run_step(self) -> tuple[list[Group], StepStats]:
-        """Roll out until the scheduler selects a batch; returns the selected groups (launch order)."""
+    def run_step(self, train_version: int | None = None) -> tuple[list[Group], StepStats]:
+        """Roll out until the scheduler selects a batch; returns the selected groups (launch order).
+
+        ``train_version``: the policy version the step's update will start from (default: the version rolling out
+        now, i.e. on-policy; one more while the previous update still runs).  With ``max_staleness`` set, tasks
+        carried into the step that were launched more than that many versions before it are retired first, and
+        every selected sample is checked against the bound."""
         stats = StepStats()
+        train_version = self.version if train_version is None else train_version
+        stats.policy_version = train_version
         t0 = time.perf_counter()
-        final = self._execute(self.sched.begin_step(), stats, self.params)
+        actions = []
+        if self.max_staleness:
+            carried = {t.id for t in self.sched.tasks.values()
+                       if t.kind == "train" and t.step == self.sched.step and t.state in (*IN_FLIGHT, SCORED)}
+            too_old = train_version - self.max_staleness  # launched before this version: retired (unknown: too)
+            old = [i for i in sorted(carried) if self.launch_version.get(i, -1) < too_old]
+            actions = self.sched.retire(old)
+            stats.retired = len(old)
+        final = self._execute(actions + self.sched.begin_step(), stats, self.params)
         t1 = time.perf_counter()
         assert isinstance(final, Train)
         stats.rollout_s = t1 - t0
@@ -250,14 +277,23 @@ class RolloutEngine:
         for i in final.task_ids:
             t = self.sched.tasks[i]
             groups.append(Group(str(t.problem_id), self.samples[i], kind=self.problems[t.problem_id].kind))
-        self._forget(set(self.intervals) - {t.id for t in self.sched.in_flight()})
+        stats.staleness = [train_version - s.version for g in groups for s in g.samples]
+        if self.max_staleness and max(stats.staleness, default=0) > self.max_staleness:  # a bug, not a user error
+            raise AssertionError(f"a selected sample is {max(stats.staleness)} policy versions old, "
+                                 f"the bound is {self.max_staleness}")
+        self._forget((set(self.intervals) | set(self.launch_version)) - {t.id for t in self.sched.in_flight()})
         return groups, stats
 
     def end_step(self, model=None) -> None:
         """After the policy update: sync weights to the workers, let the scheduler move on."""
         if model is not None:
-            self.backend.sync_weights(model)
+            self.sync_weights(model)
         self.sched.end_step()
+
+    def sync_weights(self, model) -> None:
+        """The backend generates with ``model``'s weights from now on: one policy version more."""
+        self.backend.sync_weights(model)
+        self.version += 1
 
     def validate(self, problem_ids: list[str], num_samples: int, params: SamplingParams) -> tuple[dict, StepStats]:
         """Every prompt rolled out ``num_samples`` times through the same engine; returns ``{problem id: [samples
@@ -280,3 +316,4 @@ class RolloutEngine:
             self.samples.pop(i, None)
             self.intervals.pop(i, None)
             self.reward_info.pop(i, None)
+            self.launch_version.pop(i, None)
