@@ -79,3 +79,28 @@ def test_ray_reward_actors_give_the_same_run(sft_model, tmp_path):
     rl_main(_cfg(sft_model, local, steps=1, eval_every=0))
     rl_main(_cfg(sft_model, ray_run, steps=1, eval_every=0, **{"rewards.pool.backend": "ray"}))
     assert _trace(local) == _trace(ray_run)
+
+
+def test_overlap_trains_one_version_off_policy_within_the_bound(sft_model, tmp_path, monkeypatch):
+    """--overlap: step t+1 rolls out while step t's update runs.  Every sample the update sees is at most
+    ``max_staleness`` (1) versions old, the overlapped steps are exactly 1 old, and the log says so per step."""
+    import mimo.rl.trainer as trainer
+
+    seen = []  # (step, staleness of each sample) per update, measured against the update's own count
+    real = trainer.update_policy
+
+    def spy(policy, optimizer, groups, *args, seed, **kw):
+        seen.append([seed - s.version for g in groups for s in g.samples])  # seed = cfg.seed (0) + step
+        return real(policy, optimizer, groups, *args, seed=seed, **kw)
+
+    monkeypatch.setattr(trainer, "update_policy", spy)
+    out = tmp_path / "overlap"
+    rl_main(_cfg(sft_model, out, steps=4, eval_every=0, save_every=0, overlap="true",
+                 **{"scheduler.carry_over": "true", "scheduler.max_active_tasks": "4"}))
+    recs = _records(out)[-4:]
+    assert [r["step"] for r in recs] == [1, 2, 3, 4]
+    assert [max(s) for s in seen] == [0, 1, 1, 1]  # step 0 had nothing to overlap with
+    assert [r["staleness_max"] for r in recs] == [0, 1, 1, 1]
+    assert [r["policy_version"] for r in recs] == [0, 1, 2, 3]
+    assert all("overlap_wait_s" in r for r in recs[:3]) and "overlap_wait_s" not in recs[3]  # the last is synchronous
+    assert (out / "final" / "model.safetensors").is_file()

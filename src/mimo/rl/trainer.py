@@ -13,6 +13,15 @@ Under ``torchrun`` the update is data-parallel (DDP, gloo): rank 0 alone rolls o
 and broadcasts each step's batch; every rank trains on its shard with the token-level normalisation kept global, so
 the step equals the single-process one (docs/distributed.md).
 
+``--overlap true`` rolls out step t+1 while step t's update runs on a thread (one step off policy, as verl's
+one-step-off and AReaL do; off by default: MiMo's steps roll out from the weights of every update before them).
+Each sample records the policy version (updates applied) that generated it; ``--max_staleness S`` (1 under
+overlap) retires carried-over tasks launched more than S versions before the update that would use them (aborted if
+running, dropped if scored), and the engine refuses a batch with an older sample.  The importance ratio is against
+the recorded rollout log-probs, so stale samples are corrected as in the vLLM path (``--actor.tis_cap``).  Steps
+that validate, checkpoint or end the run are trained synchronously, so resume stays exact; the log carries
+``policy_version``, ``staleness_max``/``staleness_mean``, ``stale_retired_groups`` and ``overlap_wait_s``.
+
 Logged per step: reward, pass rate, response length, entropy, clip fraction, approx KL, informative / wasted groups,
 worker idle ratio, waste ratio, easy-pool size and the time split rollout / reward / train.
 """
@@ -21,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -74,6 +84,12 @@ class RLConfig:
     resume: bool = F(False, "resume from out_dir's newest checkpoint that loads")
     overwrite: bool = F(False, "start over in an out_dir that holds a run (removes its checkpoints, metrics, final)")
     max_steps: int | None = F(None, "stop after this many steps (tests)")
+    overlap: bool = F(False, "roll out step t+1 while step t's update runs: one step off policy, so each sample is "
+                             "one policy version old when trained on (default off: every step's rollouts start "
+                             "from the weights of all the updates before it)")
+    max_staleness: int = F(0, "train on no sample generated more than this many policy versions before the update "
+                              "(carried-over tasks older than that are aborted or dropped); 0: no bound, or 1 with "
+                              "--overlap")
     seed: int = F(0, "random seed")
     threads: int = F(0, "torch threads of the trainer (0: default)")
     log_every: int = F(1, "print a log line every N steps")
@@ -130,10 +146,16 @@ def main(cfg: RLConfig) -> dict:
     ranks start no worker and write nothing.  Resume: rank 0 picks the checkpoint, every rank loads that one."""
     if not cfg.init_from:
         raise MimoError("rl: --init_from (a model directory) is required")
+    if cfg.max_staleness < 0:
+        raise MimoError(f"rl: --max_staleness must be >= 0, got {cfg.max_staleness}")
     if cfg.rollout.backend != "local" and cfg.steps > 0 and cfg.rollout.backend != "vllm":
         raise MimoError("rl: training needs a backend whose weights follow the trainer (local or vllm); "
                         "the endpoint backend serves a fixed policy")
     info = dist.init_distributed("cpu")  # gloo: the RL trainer and its local rollout workers live on the CPU
+    if cfg.overlap and info.enabled:
+        dist.cleanup(info)
+        raise MimoError("rl: --overlap runs in one process; under torchrun the update is data-parallel and "
+                        "synchronous (drop --overlap)")
     try:
         run = StageRun("rl", "rl", cfg, cfg.out_dir, cfg.seed, cfg.threads, cfg.keep_checkpoints, cfg.resume,
                        is_main=info.is_main, overwrite=cfg.overwrite)
@@ -170,6 +192,14 @@ def _follow(cfg: RLConfig, policy, optimizer, tok, state: dict, info: dist.DistI
         step += 1
 
 
+def _capture(fn, args: tuple, done: dict) -> None:
+    """Run ``fn(*args)`` on a thread: its result, or the exception it raised, goes into ``done``."""
+    try:
+        done["result"] = fn(*args)
+    except BaseException as e:  # re-raised by the trainer's loop when it joins
+        done["error"] = e
+
+
 def _last_step(cfg: RLConfig) -> int:
     return min(cfg.steps, cfg.max_steps) if cfg.max_steps is not None else cfg.steps
 
@@ -194,8 +224,10 @@ def _lead(cfg: RLConfig, run: StageRun, model, policy, optimizer, tok, state: di
     last = _last_step(cfg)
     logger = run.logger(last, cfg.log_every)
     with make_backend(cfg.rollout, model, cfg.init_from) as backend, RewardPool(cfg.rewards.pool) as pool:
+        bound = cfg.max_staleness or (1 if cfg.overlap else 0)
         engine = RolloutEngine(sched, backend, pool, problems, tok.decode, params, seed=cfg.seed,
-                               deterministic=cfg.rollout.deterministic, code_scheme=cfg.rewards.code_scheme)
+                               deterministic=cfg.rollout.deterministic, code_scheme=cfg.rewards.code_scheme,
+                               version=step, max_staleness=bound)
         if cfg.rewards.level_rollouts > 0 and not levels:
             t0 = time.perf_counter()
             levels = assign_levels(engine, train, cfg.rewards.level_rollouts, params, cfg.rewards.n_levels)
@@ -207,17 +239,16 @@ def _lead(cfg: RLConfig, run: StageRun, model, policy, optimizer, tok, state: di
         result: dict = {}
         if cfg.eval_every and step == 0 and heldout:
             result = logger.log(0, **validate(engine, heldout, cfg, out, 0))
-        while step < last:
-            groups, stats = engine.run_step()
+
+        def update(groups, at_step: int) -> tuple[dict, float]:  # at_step: passed, as the loop moves on meanwhile
             t0 = time.perf_counter()
-            groups = dist.broadcast_object(groups, info)  # sync point: the other ranks wait for the batch here
-            train_metrics = update_policy(policy, optimizer, groups, cfg.actor, tok.pad_id, cfg.rollout.temperature,
-                                          seed=cfg.seed + step, dist_info=info)
-            train_s = time.perf_counter() - t0
-            engine.end_step(model)
-            step += 1
-            record = {**group_metrics(groups), **{k: v for k, v in train_metrics.items()},
-                      **stats.as_metrics(), "train_s": train_s, "easy_pool": sched.sampler.summary()["easy_pool"],
+            metrics = update_policy(policy, optimizer, groups, cfg.actor, tok.pad_id, cfg.rollout.temperature,
+                                    seed=cfg.seed + at_step, dist_info=info)
+            return metrics, time.perf_counter() - t0
+
+        def record_of(groups, stats, train_metrics: dict, train_s: float) -> dict:
+            record = {**group_metrics(groups), **train_metrics, **stats.as_metrics(), "train_s": train_s,
+                      "easy_pool": sched.sampler.summary()["easy_pool"],
                       # compute accounting (for compute-matched baselines): tokens decoded by the rollout
                       # workers, and prompt + response tokens the update ran forward and backward over
                       "gen_tokens": sum(stats.tokens.values()),
@@ -226,11 +257,49 @@ def _lead(cfg: RLConfig, run: StageRun, model, policy, optimizer, tok, state: di
                       "tokens": sum(len(s.response_ids) for g in groups for s in g.samples)}
             if info.enabled:
                 record["world_size"] = info.world_size
+            return record
+
+        def after_update(record: dict) -> dict:
+            """Validation, the log line and the checkpoint of the step just trained (``step`` is its number)."""
             if heldout and ((cfg.eval_every and step % cfg.eval_every == 0) or step == last):
                 record.update(validate(engine, heldout, cfg, out, step))
-            result = logger.log(step, **record)
+            logged = logger.log(step, **record)
             if (cfg.save_every and step % cfg.save_every == 0) or step == last:
                 run.checkpoint(step, model, optimizer, tok, scheduler=sched.state_dict(), levels=levels)
+            return logged
+
+        def boundary(n: int) -> bool:  # a step after which the run validates, saves or ends: no overlap into it
+            return n == last or bool(cfg.eval_every and heldout and n % cfg.eval_every == 0) or \
+                bool(cfg.save_every and n % cfg.save_every == 0)
+
+        pending = None  # overlap: (thread, its result, groups, stats) of the update still running
+        while step < last:
+            groups, stats = engine.run_step(train_version=step)
+            if pending is not None:  # the previous step's update ran while this step rolled out
+                thread, done, p_groups, p_stats = pending
+                t0 = time.perf_counter()
+                thread.join()
+                if "error" in done:
+                    raise done["error"]
+                engine.sync_weights(model)  # this step's update starts from them; the next rollout too
+                record = record_of(p_groups, p_stats, *done["result"])
+                record["overlap_wait_s"] = time.perf_counter() - t0
+                result = after_update(record)
+                pending = None
+            groups = dist.broadcast_object(groups, info)  # sync point: the other ranks wait for the batch here
+            if cfg.overlap and not boundary(step + 1):
+                engine.end_step()  # the scheduler moves on; the workers keep generating with the weights they have
+                done: dict = {}
+                thread = threading.Thread(target=_capture, args=(update, (groups, step), done),
+                                          name="mimo-rl-update", daemon=True)
+                thread.start()
+                pending = (thread, done, groups, stats)
+                step += 1
+                continue
+            train_metrics, train_s = update(groups, step)
+            engine.end_step(model)
+            step += 1
+            result = after_update(record_of(groups, stats, train_metrics, train_s))
     run.finish(model, tok, step >= cfg.steps)
     logger.close()
     (out / "summary.json").write_text(json.dumps(result, indent=2, default=float))
