@@ -103,4 +103,5 @@ def test_overlap_trains_one_version_off_policy_within_the_bound(sft_model, tmp_p
     assert [r["staleness_max"] for r in recs] == [0, 1, 1, 1]
     assert [r["policy_version"] for r in recs] == [0, 1, 2, 3]
     assert all("overlap_wait_s" in r for r in recs[:3]) and "overlap_wait_s" not in recs[3]  # the last is synchronous
+    assert all(r["sync_s"] > 0 for r in recs)  # every update was followed by a (timed) weight sync
     assert (out / "final" / "model.safetensors").is_file()

@@ -118,6 +118,7 @@ class StepStats:
     retired: int = 0  # carried tasks past the staleness bound, not trained on
     staleness: list[int] = dataclasses.field(default_factory=list)  # per trained sample: versions behind
     policy_version: int = 0  # the version the step's update starts from
+    workers_seen: set = dataclasses.field(default_factory=set)  # workers / engines that finished a task
 
     @property
     def idle_ratio(self) -> float:
@@ -134,6 +135,7 @@ class StepStats:
                 "policy_version": self.policy_version, "stale_retired_groups": self.retired,
                 "staleness_max": max(self.staleness, default=0),
                 "staleness_mean": sum(self.staleness) / max(len(self.staleness), 1),
+                "workers_active": len(self.workers_seen),
                 **{f"tokens_{k}": v for k, v in self.tokens.items()}}
 
 
@@ -148,6 +150,7 @@ class RolloutEngine:
         # counts its syncs from 0, so ``base`` maps them); a launched task is as old as the version at its launch.
         self.version = self.base = version
         self.max_staleness = max_staleness  # 0: no bound
+        self.last_sync_s = 0.0  # seconds of the newest weight sync
         self.launch_version: dict[int, int] = {}
         self.problems, self.decode, self.params = problems, decode, params
         self.seed, self.deterministic = seed, deterministic
@@ -213,6 +216,7 @@ class RolloutEngine:
                            and (not r or r[-1] not in params.stop_ids), version=self.base + ev.version)
                     for r, lp in zip(ev.responses, ev.logprobs)]
                 self.intervals[ev.task_id] = (ev.started, ev.finished, sum(len(r) for r in ev.responses))
+                stats.workers_seen.add(ev.worker)
                 todo.extend(self.sched.on_rollout_done(ev.task_id))
             elif isinstance(ev, Aborted):
                 stats.tokens["aborted"] += ev.tokens
@@ -291,8 +295,12 @@ class RolloutEngine:
         self.sched.end_step()
 
     def sync_weights(self, model) -> None:
-        """The backend generates with ``model``'s weights from now on: one policy version more."""
+        """The backend generates with ``model``'s weights from now on: one policy version more.  ``last_sync_s``:
+        the seconds it took (a copy into shared memory for local workers, a load between two engine steps for
+        vLLM), logged per step as ``sync_s``."""
+        t0 = time.perf_counter()
         self.backend.sync_weights(model)
+        self.last_sync_s = time.perf_counter() - t0
         self.version += 1
 
     def validate(self, problem_ids: list[str], num_samples: int, params: SamplingParams) -> tuple[dict, StepStats]:

@@ -259,11 +259,21 @@ class RolloutConfig:
     vllm_max_seqs: int = F(256, "vllm: most sequences in the engine's running batch")
     vllm_kv_cache_gib: int = F(1, "vllm on CPU: KV-cache size in GiB (VLLM_CPU_KVCACHE_SPACE, when not set)")
     vllm_seed: int = F(0, "vllm: engine seed (each request also carries its own seed)")
+    engines: int = F(1, "vllm: rollout engines; 1 runs in the trainer's process, N > 1 places N engines as Ray "
+                        "actors (tasks to the least-loaded, weights through Ray's object store)")
+    ray_address: str | None = F(None, "vllm with engines > 1: the Ray cluster to join (None: the running one, or "
+                                      "a local Ray started for the run)")
     vllm_dtype: Literal["float32", "bfloat16", "float16"] = F(
         "float32", "vllm: the engine's weights and activations (the trainer computes in float32)")
 
 
-def make_backend(cfg: RolloutConfig, model, model_dir: str):
+def make_backend(cfg: RolloutConfig, model, model_dir: str, extra_cpus: int = 0):
+    """The backend ``cfg`` names.  ``extra_cpus``: Ray CPUs other actors of the run need (reward actors), when a
+    local Ray is started for the rollout engines."""
+    if cfg.engines < 1:
+        raise MimoError(f"rollout.engines must be >= 1, got {cfg.engines}")
+    if cfg.engines > 1 and cfg.backend != "vllm":
+        raise MimoError(f"rollout.engines > 1 needs rollout.backend vllm, got {cfg.backend!r}")
     if cfg.backend == "local":
         return LocalRolloutBackend(model, cfg.workers, cfg.threads_per_worker)
     if cfg.backend == "endpoint":
@@ -271,8 +281,15 @@ def make_backend(cfg: RolloutConfig, model, model_dir: str):
     if cfg.backend == "vllm":
         from mimo.rl.vllm_rollout import VLLMRolloutBackend  # imports vLLM (seconds): only when asked for
 
-        backend = VLLMRolloutBackend(model_dir, max_num_seqs=cfg.vllm_max_seqs,
-                                     kv_cache_gib=cfg.vllm_kv_cache_gib, seed=cfg.vllm_seed, dtype=cfg.vllm_dtype)
+        kwargs = {"max_num_seqs": cfg.vllm_max_seqs, "kv_cache_gib": cfg.vllm_kv_cache_gib, "seed": cfg.vllm_seed,
+                  "dtype": cfg.vllm_dtype}
+        if cfg.engines > 1:
+            from mimo.rl.vllm_rollout import RayVLLMRolloutBackend
+
+            backend = RayVLLMRolloutBackend(model_dir, cfg.engines, cfg.ray_address, extra_cpus,
+                                            gpus_per_engine=int(torch.cuda.is_available()), **kwargs)
+        else:
+            backend = VLLMRolloutBackend(model_dir, **kwargs)
         backend.sync_weights(model)  # the trainer's weights, whatever the directory held (e.g. after resume)
         return backend
     raise MimoError(f"rollout.backend: expected local, endpoint or vllm, got {cfg.backend!r}")

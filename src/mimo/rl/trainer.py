@@ -23,13 +23,15 @@ that validate, checkpoint or end the run are trained synchronously, so resume st
 ``policy_version``, ``staleness_max``/``staleness_mean``, ``stale_retired_groups`` and ``overlap_wait_s``.
 
 Logged per step: reward, pass rate, response length, entropy, clip fraction, approx KL, informative / wasted groups,
-worker idle ratio, waste ratio, easy-pool size and the time split rollout / reward / train.
+worker idle ratio, waste ratio, easy-pool size and the time split rollout / reward / train / weight sync
+(``sync_s``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -223,7 +225,10 @@ def _lead(cfg: RLConfig, run: StageRun, model, policy, optimizer, tok, state: di
     params = SamplingParams(cfg.rollout.max_new_tokens, cfg.rollout.temperature, cfg.rollout.top_p, tuple(tok.stop_ids))
     last = _last_step(cfg)
     logger = run.logger(last, cfg.log_every)
-    with make_backend(cfg.rollout, model, cfg.init_from) as backend, RewardPool(cfg.rewards.pool) as pool:
+    pool_cfg = cfg.rewards.pool
+    ray_rewards = (pool_cfg.workers or os.cpu_count() or 1) if pool_cfg.backend == "ray" else 0
+    with make_backend(cfg.rollout, model, cfg.init_from, extra_cpus=ray_rewards) as backend, \
+            RewardPool(pool_cfg) as pool:
         bound = cfg.max_staleness or (1 if cfg.overlap else 0)
         engine = RolloutEngine(sched, backend, pool, problems, tok.decode, params, seed=cfg.seed,
                                deterministic=cfg.rollout.deterministic, code_scheme=cfg.rewards.code_scheme,
@@ -248,6 +253,7 @@ def _lead(cfg: RLConfig, run: StageRun, model, policy, optimizer, tok, state: di
 
         def record_of(groups, stats, train_metrics: dict, train_s: float) -> dict:
             record = {**group_metrics(groups), **train_metrics, **stats.as_metrics(), "train_s": train_s,
+                      "sync_s": engine.last_sync_s,  # the weight sync after this step's update
                       "easy_pool": sched.sampler.summary()["easy_pool"],
                       # compute accounting (for compute-matched baselines): tokens decoded by the rollout
                       # workers, and prompt + response tokens the update ran forward and backward over

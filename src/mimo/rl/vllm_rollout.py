@@ -51,6 +51,11 @@ def load_weights_in_worker(worker, weights: list[tuple[str, torch.Tensor]]) -> i
     return len(weights)
 
 
+def state_list(model: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """``model``'s state dict as the (name, fp32 CPU tensor) pairs vLLM's weight loader takes."""
+    return [(k, v.detach().to("cpu", torch.float32)) for k, v in model.state_dict().items()]
+
+
 class _Task:
     __slots__ = ("req", "responses", "logprobs", "open", "started", "version")
 
@@ -113,8 +118,11 @@ class VLLMRolloutBackend(RolloutBackend):
 
     def sync_weights(self, model: torch.nn.Module) -> None:
         """Load ``model``'s weights into the running engine; returns once they are in (between two steps)."""
+        self.load_weights(state_list(model))
+
+    def load_weights(self, weights: list[tuple[str, torch.Tensor]]) -> None:
+        """:meth:`sync_weights` from checkpoint-named tensors (what a remote engine receives)."""
         done = threading.Event()
-        weights = [(k, v.detach().to("cpu", torch.float32)) for k, v in model.state_dict().items()]
         self.commands.put(("sync", weights, done))
         while not done.wait(0.5):
             self._check()
@@ -222,3 +230,166 @@ class VLLMRolloutBackend(RolloutBackend):
                                                 time.perf_counter(), task.version))
         if decoded:
             self.step_log.append((self.steps, frozenset(decoded)))
+
+
+# ---------------------------------------------------------------------------------- several engines, on Ray
+
+
+class VLLMEngineActor:
+    """A Ray actor holding one :class:`VLLMRolloutBackend` (engine core in the actor, model in its vLLM worker).
+
+    Threaded (``max_concurrency``): :meth:`poll` blocks for events while launches, aborts and syncs come in."""
+
+    def __init__(self, model_dir: str, engine_kwargs: dict):
+        self.backend = VLLMRolloutBackend(model_dir, **engine_kwargs)
+
+    def launch(self, req: RolloutRequest) -> None:
+        self.backend.launch(req)
+
+    def abort(self, task_id: int) -> None:
+        self.backend.abort(task_id)
+
+    def load_weights(self, weights: list[tuple[str, torch.Tensor]]) -> float:
+        t0 = time.perf_counter()
+        self.backend.load_weights(weights)
+        return time.perf_counter() - t0
+
+    def poll(self, timeout: float) -> list:
+        """The events finished since the last poll; waits up to ``timeout`` s for the first."""
+        try:
+            out = [self.backend.events.get(timeout=timeout)]
+        except queue.Empty:
+            self.backend._check()
+            return []
+        while True:
+            try:
+                out.append(self.backend.events.get_nowait())
+            except queue.Empty:
+                return out
+
+    def busy_between(self, t0: float, t1: float) -> float:
+        return self.backend.busy_between(t0, t1)
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+class RayVLLMRolloutBackend(RolloutBackend):
+    """``engines`` vLLM engines as Ray actors behind one backend interface.
+
+    A task goes to the engine with the fewest samples in flight (ties: the lowest index) and stays there, so an
+    abort reaches the engine that holds it; events carry their engine's index as ``worker``.  One pump thread per
+    engine long-polls it (:meth:`VLLMEngineActor.poll`) and forwards its events.  ``sync_weights`` puts the state
+    dict in Ray's object store once and every engine loads it from there (on one host a shared-memory read; across
+    hosts Ray moves it); ``last_sync`` holds the put and each engine's load time.  ``busy_between`` is the mean
+    over engines, so the engine's idle ratio counts all of them (spans are ``perf_counter`` on one host; across
+    hosts the idle ratio would need a shared clock).
+
+    A local Ray is started (``num_cpus`` = engines + ``extra_cpus``: the reward actors, when they are on Ray too)
+    unless one is running or ``ray_address`` is given; :meth:`close` stops what it started.  ``gpus_per_engine``:
+    Ray GPUs per engine actor (1 on a GPU cluster; that path has not run here)."""
+
+    def __init__(self, model_dir: str, engines: int, ray_address: str | None = None, extra_cpus: int = 0,
+                 gpus_per_engine: int = 0, **engine_kwargs: Any):
+        super().__init__()
+        try:
+            import ray
+        except ImportError:
+            from mimo.errors import MimoError
+
+            raise MimoError("rollout.engines > 1 places vLLM engines on Ray: pip install 'mimo[ray]'") from None
+        self._ray = ray
+        self._owns_ray = False
+        if not ray.is_initialized():
+            ray.init(address=ray_address, include_dashboard=False, log_to_driver=False,
+                     **({} if ray_address else {"num_cpus": engines + extra_cpus}))
+            self._owns_ray = True
+        actor = ray.remote(num_cpus=1, num_gpus=gpus_per_engine, max_concurrency=4)(VLLMEngineActor)
+        self.actors = [actor.remote(str(model_dir), dict(engine_kwargs, seed=engine_kwargs.get("seed", 0) + i))
+                       for i in range(engines)]
+        self.num_workers = engines
+        self.version = 0  # weight syncs so far (every engine counts the same)
+        self.where: dict[int, int] = {}  # task id -> engine
+        self.load = [0] * engines  # samples in flight per engine
+        self.samples: dict[int, int] = {}  # task id -> its samples
+        self.last_sync: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+        self.error: BaseException | None = None
+        ray.get([a.busy_between.remote(0.0, 0.0) for a in self.actors])  # every engine is up (or this raises)
+        self.pumps = [threading.Thread(target=self._pump, args=(i,), daemon=True, name=f"mimo-vllm-pump-{i}")
+                      for i in range(engines)]
+        for t in self.pumps:
+            t.start()
+
+    def launch(self, req: RolloutRequest) -> None:
+        self._check()
+        with self._lock:
+            engine = min(range(len(self.actors)), key=self.load.__getitem__)
+            self.where[req.task_id] = engine
+            self.load[engine] += req.num_samples
+            self.samples[req.task_id] = req.num_samples
+        self.actors[engine].launch.remote(req)
+
+    def abort(self, task_id: int) -> None:
+        with self._lock:
+            engine = self.where.get(task_id)
+        if engine is not None:
+            self.actors[engine].abort.remote(task_id)
+
+    def sync_weights(self, model: torch.nn.Module) -> None:
+        self._check()
+        t0 = time.perf_counter()
+        ref = self._ray.put(state_list(model))
+        put_s = time.perf_counter() - t0
+        loads = self._ray.get([a.load_weights.remote(ref) for a in self.actors])
+        self.last_sync = {"put_s": put_s, "load_s": loads, "total_s": time.perf_counter() - t0}
+        self.version += 1
+
+    def busy_between(self, t0: float, t1: float) -> float:
+        return sum(self._ray.get([a.busy_between.remote(t0, t1) for a in self.actors])) / len(self.actors)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._ray.get([a.close.remote() for a in self.actors], timeout=60)
+        except Exception:  # an engine that died is killed below all the same
+            pass
+        for a in self.actors:
+            self._ray.kill(a)
+        for t in self.pumps:
+            t.join(timeout=5)
+        if self._owns_ray:
+            self._ray.shutdown()
+
+    def _check(self) -> None:
+        if self.error is not None:
+            raise RuntimeError(f"vLLM rollout engine on Ray failed: {self.error!r}") from self.error
+
+    def _pump(self, engine: int) -> None:
+        import dataclasses
+
+        while not self._closed:
+            try:
+                events = self._ray.get(self.actors[engine].poll.remote(0.2))
+            except BaseException as e:  # the actor died: its tasks will never report
+                if self._closed:
+                    return
+                self.error = e
+                with self._lock:
+                    lost = [t for t, where in self.where.items() if where == engine]
+                for task_id in lost:
+                    self._settle(task_id)
+                    self.events.put(Aborted(task_id, engine, 0))
+                return
+            for ev in events:
+                self._settle(ev.task_id)
+                self.events.put(dataclasses.replace(ev, worker=engine))
+
+    def _settle(self, task_id: int) -> None:
+        with self._lock:
+            engine = self.where.pop(task_id, None)
+            if engine is not None:
+                self.load[engine] -= self.samples.pop(task_id, 0)
