@@ -2,7 +2,7 @@
 """RL throughput side by side: ``mimo rl`` against TRL's ``GRPOTrainer``, same model, prompts, reward and budget.
 
     python benchmarks/peers.py [--json FILE] [--quick] [--shapes 1M,30M] [--rounds 5] [--steps 10]
-                               [--contenders trl,mimo,mimo-nods] [--cache ~/.cache/mimo/peers] [--sft DIR]
+                               [--contenders trl,mimo,mimo-overlap,mimo-nods] [--cache ~/.cache/mimo/peers] [--sft DIR]
 
 What a user choosing between the two would try, on this machine:
 
@@ -29,7 +29,9 @@ machine hit every contender alike):
   ``pip install trl==1.16.0`` with those versions pinned by a constraints file);
 * ``mimo``: ``mimo rl`` with the tiny preset's engine -- early termination, dynamic sampling, 2 local rollout
   workers x 1 thread, 2 reward workers, trainer 2 threads;
-* ``mimo-nods``: the same with ``scheduler.mode=no_dynamic_sampling`` (one round of 8 prompts, train on all).
+* ``mimo-nods``: the same with ``scheduler.mode=no_dynamic_sampling`` (one round of 8 prompts, train on all);
+* ``mimo-overlap``: ``mimo`` with ``--overlap true``: step t+1 rolls out while step t's update runs (one policy
+  version off policy).
 
 Per contender: seconds per optimizer step (each round's mean over ``--steps`` steps after ``--warmup``; min and
 median over the rounds), trained completions per second (64 / median s/step) and *informative* completions per
@@ -317,6 +319,8 @@ def run_mimo(spec: dict) -> dict:
             "rewards.pool.workers": "2", "rewards.level_rollouts": "0"}
     if spec["contender"] == "mimo-nods":
         over["scheduler.mode"] = "no_dynamic_sampling"
+    if spec["contender"] == "mimo-overlap":
+        over["overlap"] = "true"
     cfg = resolve_config(RLConfig, "rl", preset="tiny", overrides=over)
     rl_main(cfg)
     recs = [json.loads(line) for line in (Path(spec["out"]) / "metrics.jsonl").read_text().splitlines()]
@@ -358,7 +362,7 @@ def summarise(shape: str, contender: str, runs: list[dict], warmup: int) -> dict
 
 
 NAMES = {"trl": f"TRL {TRL_VERSION} GRPOTrainer (HF generate)", "mimo": "mimo rl, full engine, 2 workers x 1 thread",
-         "mimo-nods": "mimo rl, dynamic sampling off"}
+         "mimo-overlap": "mimo rl, full engine + --overlap true", "mimo-nods": "mimo rl, dynamic sampling off"}
 
 
 def print_table(rows: list[dict], loads: list[float]) -> None:
@@ -378,7 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="write the table here")
     ap.add_argument("--quick", action="store_true", help="smoke run: 1M shape, 2 rounds of 2 steps after 1 warmup")
     ap.add_argument("--shapes", default=None, help="comma-separated: " + ", ".join(SHAPES) + " (default: all)")
-    ap.add_argument("--contenders", default="trl,mimo,mimo-nods", help="comma-separated: " + ", ".join(NAMES))
+    ap.add_argument("--contenders", default="trl,mimo,mimo-overlap,mimo-nods",
+                    help="comma-separated: " + ", ".join(NAMES))
     ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5; --quick 2)")
     ap.add_argument("--steps", type=int, default=None, help="measured steps per round (default 10; --quick 2)")
     ap.add_argument("--warmup", type=int, default=None, help="unmeasured first steps (default 2; --quick 1)")
