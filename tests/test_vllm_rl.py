@@ -46,6 +46,7 @@ def test_rl_on_vllm_trains_checkpoints_and_resumes(sft_model, tmp_path):
     for r in recs[1:]:
         assert r["informative_groups"] >= 2 and 0 < r["reward"] < 1  # dynamic sampling kept informative groups only
         assert r["updates"] == 2 and 0 <= r["idle_ratio"] <= 1
+        assert r["staleness_max"] == 0 and r["policy_version"] == r["step"] - 1  # on-policy: no sample is stale
         assert r["tokens_selected"] > 0
         # rollout/trainer gap, fp32 on both sides: what the TIS default (off) rests on
         assert r["mismatch_abs_max"] < 1e-3 and r["mismatch_ratio_out"] == 0.0
@@ -58,6 +59,7 @@ def test_rl_on_vllm_trains_checkpoints_and_resumes(sft_model, tmp_path):
     assert [r["step"] for r in recs] == [0, 1, 2, 3]  # resumed at step 2, no step lost or repeated
     last = recs[-1]
     assert last["workers_active"] == 2 and 0 <= last["idle_ratio"] <= 1 and last["sync_s"] > 0
+    assert last["staleness_max"] == 0 and last["policy_version"] == 2
     assert last["mismatch_abs_max"] < 1e-3 and last["mismatch_ratio_out"] == 0.0
     assert (run / "final" / "model.safetensors").is_file()
 

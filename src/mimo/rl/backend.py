@@ -59,6 +59,10 @@ class RolloutBackend:
     def sync_weights(self, model: torch.nn.Module) -> None:
         """Make the next launched tasks use ``model``'s current weights."""
 
+    def syncs(self) -> int:
+        """Weight syncs so far: what ``RolloutDone.version`` counts (an initial sync at start counts too)."""
+        return 0
+
     def close(self) -> None:
         pass
 

@@ -146,9 +146,11 @@ class RolloutEngine:
                  decode, params: SamplingParams, seed: int = 0, deterministic: bool = True,
                  code_scheme: str = "strict", version: int = 0, max_staleness: int = 0):
         self.sched, self.backend = scheduler, backend
-        # Policy versions (updates applied).  ``version``: the one the backend generates with now (the backend
-        # counts its syncs from 0, so ``base`` maps them); a launched task is as old as the version at its launch.
-        self.version = self.base = version
+        # Policy versions (updates applied).  ``version``: the one the backend generates with now; the backend
+        # counts its own syncs (vLLM's include the one at start), so ``base`` maps them to versions; a launched
+        # task is as old as the version at its launch.
+        self.version = version
+        self.base = version - backend.syncs()
         self.max_staleness = max_staleness  # 0: no bound
         self.last_sync_s = 0.0  # seconds of the newest weight sync
         self.launch_version: dict[int, int] = {}

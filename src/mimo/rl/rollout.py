@@ -166,6 +166,9 @@ class LocalRolloutBackend(RolloutBackend):
                 self.shared[k].copy_(v)
         self.version.value += 1
 
+    def syncs(self) -> int:
+        return self.version.value
+
     def close(self) -> None:
         if self._closed:
             return

@@ -128,6 +128,9 @@ class VLLMRolloutBackend(RolloutBackend):
             self._check()
         self._check()
 
+    def syncs(self) -> int:
+        return self.version
+
     def busy_between(self, t0: float, t1: float) -> float:
         """Seconds within ``[t0, t1]`` during which the engine was stepping."""
         return sum(max(0.0, min(e, t1) - max(s, t0)) for s, e in list(self.busy))
@@ -345,6 +348,9 @@ class RayVLLMRolloutBackend(RolloutBackend):
         loads = self._ray.get([a.load_weights.remote(ref) for a in self.actors])
         self.last_sync = {"put_s": put_s, "load_s": loads, "total_s": time.perf_counter() - t0}
         self.version += 1
+
+    def syncs(self) -> int:
+        return self.version
 
     def busy_between(self, t0: float, t1: float) -> float:
         return sum(self._ray.get([a.busy_between.remote(t0, t1) for a in self.actors])) / len(self.actors)
