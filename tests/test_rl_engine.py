@@ -105,3 +105,14 @@ def test_overlap_trains_one_version_off_policy_within_the_bound(sft_model, tmp_p
     assert all("overlap_wait_s" in r for r in recs[:3]) and "overlap_wait_s" not in recs[3]  # the last is synchronous
     assert all(r["sync_s"] > 0 for r in recs)  # every update was followed by a (timed) weight sync
     assert (out / "final" / "model.safetensors").is_file()
+
+
+def test_rollout_engines_out_of_range_or_without_vllm_stop_before_the_run(tmp_path):
+    from mimo.errors import ConfigError, MimoError
+
+    with pytest.raises(ConfigError, match=r"rollout.engines: must be >= 1, got 0"):
+        _cfg(tmp_path / "model", tmp_path / "run", **{"rollout.engines": "0"})
+    cfg = _cfg(tmp_path / "model", tmp_path / "run", **{"rollout.engines": "2"})  # backend local
+    with pytest.raises(MimoError, match=r"^rollout.engines > 1 needs rollout.backend vllm, got 'local'$"):
+        rl_main(cfg)
+    assert not (tmp_path / "run").exists()  # nothing written

