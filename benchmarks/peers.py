@@ -3,6 +3,7 @@
 
     python benchmarks/peers.py [--json FILE] [--quick] [--shapes 1M,30M] [--rounds 5] [--steps 10]
                                [--contenders trl,mimo,mimo-overlap,mimo-nods] [--cache ~/.cache/mimo/peers] [--sft DIR]
+    python benchmarks/peers.py --learning [--shapes 1M] [--seeds 0,1,2] [--learning_steps 30] [--snapshot_every 5]
 
 What a user choosing between the two would try, on this machine:
 
@@ -40,6 +41,15 @@ trains on informative groups only, so for ``mimo`` the two are equal).  ``--json
 [{"contender", "shape", "s_per_step_min", "s_per_step_median", "completions_per_s", "informative_per_s",
 "informative_frac", "rounds": [...]}, ...], "load": [...], "params": {...}}``.  Timings on a shared machine are
 noisy: the load average is recorded before every run and printed with the table.
+
+``--learning`` measures learning efficiency instead (default contenders ``trl,mimo``): per seed (``--seeds``) each
+contender trains ``--learning_steps`` steps from the same SFT start, its weights are snapshotted every
+``--snapshot_every`` steps (TRL: a state dict, its save taken off the clock; mimo: its checkpoints, whose writes stay
+on it), and every snapshot is scored by one evaluator -- greedy, ``--heldout`` held-out toy-math problems, 64 new
+tokens, mimo's engine and reward.  The table gives held-out accuracy against samples trained and against wall
+time (start-up not counted: step 1 is counted at step 2's duration), mean +- standard error over the seeds, and
+when each mimo contender first reaches TRL's final accuracy as a fraction of TRL's time; ``--json`` writes
+``{"learning": {shape: {"base_acc", "table", "runs", "summary"}}}``.
 """
 
 from __future__ import annotations
@@ -274,10 +284,21 @@ def run_trl(spec: dict) -> dict:
         return scores
 
     times: list[float] = []
+    snaps: list[dict] = []
+    every = spec.get("snapshot_every", 0)
+
+    off_clock = [0.0]  # seconds spent saving snapshots, taken out of the step times
 
     class Clock(TrainerCallback):
-        def on_step_end(self, args, state, control, **kw):
-            times.append(time.perf_counter())
+        def on_step_end(self, args, state, control, model=None, **kw):
+            times.append(time.perf_counter() - off_clock[0])
+            if every and state.global_step % every == 0:  # weights for the held-out evaluation
+                t = time.perf_counter()
+                path = Path(spec["out"]) / f"snap_{state.global_step:05d}.pt"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, path)
+                snaps.append({"step": state.global_step, "path": str(path)})
+                off_clock[0] += time.perf_counter() - t
 
     steps = spec["warmup"] + spec["steps"]
     args = GRPOConfig(
@@ -299,7 +320,8 @@ def run_trl(spec: dict) -> dict:
     trainer.train()
     marks = [t0] + times
     return {"step_s": [b - a for a, b in zip(marks, marks[1:])], "informative": step_informative,
-            "completions": [GROUP * PROMPTS_PER_STEP] * len(times), "prompt_ids_equal": True}
+            "completions": [GROUP * PROMPTS_PER_STEP] * len(times), "prompt_ids_equal": True,
+            "snapshots": snaps}
 
 
 def run_mimo(spec: dict) -> dict:
@@ -321,6 +343,9 @@ def run_mimo(spec: dict) -> dict:
         over["scheduler.mode"] = "no_dynamic_sampling"
     if spec["contender"] == "mimo-overlap":
         over["overlap"] = "true"
+    every = spec.get("snapshot_every", 0)
+    if every:  # the checkpoints are the snapshots for the held-out evaluation (their writes stay on the clock)
+        over.update({"save_every": str(every), "keep_checkpoints": "1000"})
     cfg = resolve_config(RLConfig, "rl", preset="tiny", overrides=over)
     rl_main(cfg)
     recs = [json.loads(line) for line in (Path(spec["out"]) / "metrics.jsonl").read_text().splitlines()]
@@ -328,8 +353,100 @@ def run_mimo(spec: dict) -> dict:
     marks = [0.0] + [r["time"] for r in recs]
     # dynamic sampling trains on informative groups only; without it every launched group is trained
     info = [min(r["informative_groups"], PROMPTS_PER_STEP) * GROUP for r in recs]
+    ckpts = Path(spec["out"]) / "checkpoints"
+    snaps = [{"step": r["step"], "path": str(ckpts / f"step_{r['step']:06d}")} for r in recs
+             if every and r["step"] % every == 0]
     return {"step_s": [b - a for a, b in zip(marks, marks[1:])], "informative": info,
-            "completions": [GROUP * PROMPTS_PER_STEP] * len(recs)}
+            "completions": [GROUP * PROMPTS_PER_STEP] * len(recs), "snapshots": snaps}
+
+
+# ------------------------------------------------------------------------------------------ learning efficiency
+
+
+def heldout_accuracy(sft: str, snapshot: str | None, n: int) -> float:
+    """Greedy held-out toy-math accuracy of the SFT model with ``snapshot``'s weights (a mimo checkpoint
+    directory, a TRL state-dict file, or None for the SFT model itself); the same evaluator for every contender."""
+    import torch
+
+    from mimo.config import resolve_config
+    from mimo.infer.engine import generate
+    from mimo.model.io import load_model_dir
+    from mimo.rewards.math import math_reward
+    from mimo.rl.problems import toy_problems
+    from mimo.rl.trainer import RLConfig
+
+    torch.set_num_threads(THREADS)
+    model, tok = load_model_dir(snapshot if snapshot and Path(snapshot).is_dir() else sft)
+    if snapshot and not Path(snapshot).is_dir():  # TRL's Qwen2 names are mimo's main-path names
+        missing, unexpected = model.load_state_dict(torch.load(snapshot), strict=False)
+        if unexpected or [k for k in missing if ".mtp_layers." not in k and k != "lm_head.weight"]:
+            raise RuntimeError(f"{snapshot}: missing {missing}, unexpected {unexpected}")
+    toy = resolve_config(RLConfig, "rl", preset="tiny", overrides={"toy.seed": "7"}).toy
+    toy.math_problems, toy.code_problems, toy.heldout_math, toy.heldout_code = 0, 0, n, 0
+    probs = toy_problems(toy, tok, "heldout")
+    outs = generate(model.eval(), [list(p.prompt_ids) for p in probs], NEW_TOKENS, temperature=0.0,
+                    stop_ids=list(tok.stop_ids))
+    return sum(math_reward(tok.decode(o), p.reference).score for o, p in zip(outs, probs)) / len(probs)
+
+
+def mean_se(xs: list[float]) -> tuple[float, float]:
+    m = statistics.mean(xs)
+    return m, (statistics.stdev(xs) / len(xs) ** 0.5 if len(xs) > 1 else float("nan"))
+
+
+def learning(prep: dict, contenders: list[str], seeds: list[int], steps: int, every: int, n_heldout: int,
+             cache: Path, trl_python: str | None) -> dict:
+    """Each contender from the same SFT start for ``steps`` steps per seed, held-out accuracy every ``every`` steps,
+    against samples trained and against wall time (the seconds to the end of step k, with step 1 -- which carries
+    each run's start-up -- counted at step 2's duration)."""
+    shape = prep["shape"]
+    base = heldout_accuracy(prep["mimo_dir"], None, n_heldout)
+    runs: dict[str, list[dict]] = {c: [] for c in contenders}
+    for i, seed in enumerate(seeds):
+        order = contenders[i % len(contenders):] + contenders[: i % len(contenders)]
+        for c in order:
+            spec = {**prep, "contender": c, "out": str(cache / shape / "learning" / f"{c}-s{seed}"), "warmup": 0,
+                    "steps": steps, "seed": seed, "snapshot_every": every}
+            res = one_run(trl_python if c == "trl" else sys.executable, spec, cache / shape / f"{c}.spec.json",
+                          cache / shape / f"{c}.result.json")
+            # wall time at the end of step k; step 1 counted at step 2's duration (its own carries start-up)
+            clock = [res["step_s"][1] if len(res["step_s"]) > 1 else res["step_s"][0]]
+            for dt in res["step_s"][1:]:
+                clock.append(clock[-1] + dt)
+            points = [{"step": 0, "wall_s": 0.0, "acc": base}]
+            for snap in res["snapshots"]:
+                points.append({"step": snap["step"], "wall_s": clock[snap["step"] - 1],
+                               "acc": heldout_accuracy(prep["mimo_dir"], snap["path"], n_heldout)})
+            runs[c].append({"seed": seed, "points": points})
+            print(f"[peers] learning {shape} seed {seed} {c:9s}: " +
+                  " ".join(f"{p['step']}:{100 * p['acc']:.0f}%@{p['wall_s']:.0f}s" for p in points), flush=True)
+    table = []
+    for c in contenders:
+        for j, step in enumerate(p["step"] for p in runs[c][0]["points"]):
+            acc = mean_se([r["points"][j]["acc"] for r in runs[c]])
+            wall = mean_se([r["points"][j]["wall_s"] for r in runs[c]])
+            table.append({"contender": c, "shape": shape, "step": step, "samples": step * GROUP * PROMPTS_PER_STEP,
+                          "wall_s": wall[0], "wall_s_se": wall[1], "acc": acc[0], "acc_se": acc[1]})
+    print(f"\nheld-out toy math ({n_heldout} problems, greedy), {len(seeds)} seeds, mean +- standard error; "
+          f"SFT start {100 * base:.1f}%")
+    print(f"{'contender':44s} | {'step':>4s} | {'samples':>7s} | {'wall s':>20s} | {'held-out %':>12s}")
+    for r in table:
+        print(f"{NAMES[r['contender']]:44s} | {r['step']:4d} | {r['samples']:7d} | "
+              f"{r['wall_s']:12.1f} +- {r['wall_s_se']:4.1f} | {100 * r['acc']:5.1f} +- {100 * r['acc_se']:4.1f}")
+    summary = {}
+    if "trl" in contenders:
+        final = [r for r in table if r["contender"] == "trl"][-1]
+        for c in contenders:
+            if c == "trl":
+                continue
+            hit = next((r for r in table if r["contender"] == c and r["step"] > 0 and r["acc"] >= final["acc"]), None)
+            summary[c] = {"trl_final_acc": final["acc"], "trl_wall_s": final["wall_s"],
+                          "reaches_at_wall_s": hit["wall_s"] if hit else None,
+                          "time_ratio": hit["wall_s"] / final["wall_s"] if hit else None}
+            print(f"{c}: " + (f"reaches TRL's final {100 * final['acc']:.1f}% at {hit['wall_s']:.1f} s, "
+                              f"{hit['wall_s'] / final['wall_s']:.2f}x TRL's {final['wall_s']:.1f} s" if hit else
+                              f"does not reach TRL's final {100 * final['acc']:.1f}% within {steps} steps"))
+    return {"base_acc": base, "table": table, "runs": runs, "summary": summary}
 
 
 # ------------------------------------------------------------------------------------------------------- main
@@ -391,6 +508,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", default="~/.cache/mimo/peers", help="checkpoints, converted models, prompts, runs")
     ap.add_argument("--venv", default="~/.cache/mimo/peers-venv", help="the TRL venv (created when absent)")
     ap.add_argument("--sft", default=None, help="an SFT model directory to use instead of building the demo's")
+    ap.add_argument("--learning", action="store_true",
+                    help="learning efficiency instead of throughput: held-out accuracy vs samples and wall time")
+    ap.add_argument("--learning_steps", type=int, default=30, help="--learning: steps per run")
+    ap.add_argument("--snapshot_every", type=int, default=5, help="--learning: held-out evaluation every N steps")
+    ap.add_argument("--seeds", default="0,1,2", help="--learning: comma-separated seeds")
+    ap.add_argument("--heldout", type=int, default=200, help="--learning: held-out toy-math problems")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--result", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -412,6 +535,15 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     trl_python = str(ensure_venv(Path(args.venv).expanduser())) if "trl" in contenders else None
     sft = Path(args.sft) if args.sft else build_sft(cache)
+    if args.learning:
+        if args.contenders == ap.get_default("contenders"):
+            contenders = ["trl", "mimo"]
+        out = {shape: learning(prepare_shape(shape, sft, cache), contenders, [int(x) for x in args.seeds.split(",")],
+                               args.learning_steps, args.snapshot_every, args.heldout, cache, trl_python)
+               for shape in shapes}
+        if args.json:
+            Path(args.json).write_text(json.dumps({"learning": out}, indent=1))
+        return 0
     rows, loads = [], []
     for shape in shapes:
         prep = prepare_shape(shape, sft, cache)
