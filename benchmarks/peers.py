@@ -165,15 +165,16 @@ def max_logit_gap(a, b, prompts: list[list[int]]) -> float:
     return max(float((la[i, : len(p)] - lb[i, : len(p)]).abs().max()) for i, p in enumerate(prompts))
 
 
-def problems_of(tok) -> list:
-    """The 256 toy-math RL prompts of the demo's RL stage generator (tiny preset's difficulty, the demo's seed)."""
+def problems_of(tok, split: str = "train", n: int = PROBLEMS) -> list:
+    """``n`` toy-math prompts of the demo's RL stage generator (tiny preset's difficulty, the demo's seed): the RL
+    prompts (``train``) or the held-out ones (``heldout``, disjoint by construction)."""
     from mimo.config import resolve_config
     from mimo.rl.problems import toy_problems
     from mimo.rl.trainer import RLConfig
 
     toy = resolve_config(RLConfig, "rl", preset="tiny", overrides={"toy.seed": "7"}).toy
-    toy.math_problems, toy.code_problems = PROBLEMS, 0
-    return toy_problems(toy, tok, "train")
+    toy.math_problems, toy.code_problems, toy.heldout_math, toy.heldout_code = n, 0, n, 0
+    return toy_problems(toy, tok, split)
 
 
 def prepare_shape(shape: str, sft: Path, cache: Path) -> dict:
@@ -368,12 +369,9 @@ def heldout_accuracy(sft: str, snapshot: str | None, n: int) -> float:
     directory, a TRL state-dict file, or None for the SFT model itself); the same evaluator for every contender."""
     import torch
 
-    from mimo.config import resolve_config
     from mimo.infer.engine import generate
     from mimo.model.io import load_model_dir
     from mimo.rewards.math import math_reward
-    from mimo.rl.problems import toy_problems
-    from mimo.rl.trainer import RLConfig
 
     torch.set_num_threads(THREADS)
     model, tok = load_model_dir(snapshot if snapshot and Path(snapshot).is_dir() else sft)
@@ -381,9 +379,7 @@ def heldout_accuracy(sft: str, snapshot: str | None, n: int) -> float:
         missing, unexpected = model.load_state_dict(torch.load(snapshot), strict=False)
         if unexpected or [k for k in missing if ".mtp_layers." not in k and k != "lm_head.weight"]:
             raise RuntimeError(f"{snapshot}: missing {missing}, unexpected {unexpected}")
-    toy = resolve_config(RLConfig, "rl", preset="tiny", overrides={"toy.seed": "7"}).toy
-    toy.math_problems, toy.code_problems, toy.heldout_math, toy.heldout_code = 0, 0, n, 0
-    probs = toy_problems(toy, tok, "heldout")
+    probs = problems_of(tok, "heldout", n)
     outs = generate(model.eval(), [list(p.prompt_ids) for p in probs], NEW_TOKENS, temperature=0.0,
                     stop_ids=list(tok.stop_ids))
     return sum(math_reward(tok.decode(o), p.reference).score for o, p in zip(outs, probs)) / len(probs)

@@ -18,10 +18,10 @@ import os
 import threading
 from concurrent.futures import Future
 
-from mimo.errors import MimoError
 from mimo.rewards import LIGHT_IMPORT_ENV
 from mimo.rewards.local import ProcessBackend
 from mimo.rewards.sandbox import make_limits
+from mimo.utils.raycluster import ensure_ray
 
 
 class RewardActor:
@@ -46,17 +46,9 @@ class RayBackend:
     """``workers`` RewardActors; each task goes to the actor with the fewest tasks in flight."""
 
     def __init__(self, workers: int, cfg):
-        try:
-            import ray
-        except ImportError:
-            raise MimoError("the ray backend needs Ray: pip install 'mimo[ray]'") from None
-        self._ray = ray
-        self._owns_ray = False
         env = {"env_vars": {LIGHT_IMPORT_ENV: "1"}}
-        if not ray.is_initialized():
-            ray.init(address=cfg.ray_address, runtime_env=env, include_dashboard=False, log_to_driver=False,
-                     **({} if cfg.ray_address else {"num_cpus": workers}))
-            self._owns_ray = True
+        ray, self._owns_ray = ensure_ray("the ray backend", cfg.ray_address, workers, env)
+        self._ray = ray
         actor_cls = ray.remote(num_cpus=1, max_restarts=-1, max_task_retries=max(1, cfg.max_retries))(RewardActor)
         cfg_dict = dataclasses.asdict(cfg)
         self.actors = [actor_cls.options(runtime_env=env).remote(cfg_dict) for _ in range(workers)]

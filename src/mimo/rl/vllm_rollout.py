@@ -295,18 +295,11 @@ class RayVLLMRolloutBackend(RolloutBackend):
     def __init__(self, model_dir: str, engines: int, ray_address: str | None = None, extra_cpus: int = 0,
                  gpus_per_engine: int = 0, **engine_kwargs: Any):
         super().__init__()
-        try:
-            import ray
-        except ImportError:
-            from mimo.errors import MimoError
+        from mimo.utils.raycluster import ensure_ray
 
-            raise MimoError("rollout.engines > 1 places vLLM engines on Ray: pip install 'mimo[ray]'") from None
+        ray, self._owns_ray = ensure_ray("rollout.engines > 1 (vLLM engines on Ray)", ray_address,
+                                         engines + extra_cpus)
         self._ray = ray
-        self._owns_ray = False
-        if not ray.is_initialized():
-            ray.init(address=ray_address, include_dashboard=False, log_to_driver=False,
-                     **({} if ray_address else {"num_cpus": engines + extra_cpus}))
-            self._owns_ray = True
         actor = ray.remote(num_cpus=1, num_gpus=gpus_per_engine, max_concurrency=4)(VLLMEngineActor)
         self.actors = [actor.remote(str(model_dir), dict(engine_kwargs, seed=engine_kwargs.get("seed", 0) + i))
                        for i in range(engines)]
