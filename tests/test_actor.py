@@ -79,3 +79,44 @@ def test_tis_reweights_when_the_rollout_engine_disagrees(tiny_model):
     _, plain = _update(model, _shifted_groups(model, 0.8))
     assert plain["ratio_mean"] == pytest.approx(torch.exp(torch.tensor(-0.8)).item(), abs=1e-4)
     assert m["ratio_mean"] == pytest.approx(1.0, abs=1e-4)  # TIS: against the trainer's recomputed old log-probs
+
+
+class _RecordingSGD(torch.optim.SGD):
+    """SGD that keeps a copy of every gradient it stepped with (after clipping)."""
+
+    def __init__(self, model):
+        self.names = {id(p): n for n, p in model.named_parameters()}
+        super().__init__(model.parameters(), lr=0.1)
+        self.grads: list[dict[str, torch.Tensor]] = []
+
+    def step(self, closure=None):
+        self.grads.append({self.names[id(p)]: p.grad.clone() for g in self.param_groups for p in g["params"]
+                           if p.grad is not None})
+        return super().step(closure)
+
+
+def test_online_mtp_loss_trains_only_the_mtp_layers_and_leaves_main_gradients_bit_identical(tiny_model):
+    """--actor.mtp_loss_weight: the MTP layers get gradients, every main-model gradient is bit-identical to the run
+    without it, clipping included (grad_clip 1e-3 clips both runs: the MTP layers are clipped apart)."""
+    model = tiny_model(seed=1, num_nextn_predict_layers=2)
+    groups = _groups(model, 1.0)
+    runs = {}
+    for w in (0.0, 0.2):
+        m = copy.deepcopy(model)
+        opt = _RecordingSGD(m)
+        metrics = update_policy(m, opt, groups, ActorConfig(lr=0.1, mini_batch_groups=1, micro_batch_size=3,
+                                                            grad_clip=1e-3, mtp_loss_weight=w),
+                                pad_id=0, temperature=1.0)
+        runs[w] = (opt.grads, metrics)
+    (plain, m0), (online, m1) = runs[0.0], runs[0.2]
+    assert len(plain) == len(online) == 2  # two mini-batches, one optimizer step each
+    for g0, g1 in zip(plain, online):
+        mtp = {n for n in g1 if n.startswith("model.mtp_layers.")}
+        assert mtp and not any(n.startswith("model.mtp_layers.") for n in g0)  # frozen without the loss
+        assert {n for n in mtp if n.startswith("model.mtp_layers.1.")}  # both layers train
+        assert set(g1) - mtp == set(g0)
+        for n, g in g0.items():
+            assert torch.equal(g, g1[n]), n
+        assert all(float(g1[n].abs().sum()) > 0 for n in mtp if n.endswith("input_proj.weight"))
+    assert m0["grad_norm"] == m1["grad_norm"] and m0["grad_norm"] > 1e-3  # the main norm: clipped, unchanged
+    assert "mtp_loss" not in m0 and m1["mtp_loss"] > 0 and 0 <= m1["mtp2_acc"] <= 1 and m1["grad_norm_apart"] > 0

@@ -210,12 +210,14 @@ class MiMoForCausalLM(Qwen2PreTrainedModel, GenerationMixin):
         use_cache: bool | None = None,
         logits_to_keep: int = 0,
         mtp_loss_weight: float = 0.0,
+        mtp_detached: bool = False,
         past_key_values: Cache | None = None,
         **kwargs,
     ) -> MiMoCausalLMOutput:
         """Main-path logits (identical to Qwen2ForCausalLM); with ``labels`` (aligned with ``input_ids``, shifted
         inside, -100 ignored) the loss ``main + mtp_loss_weight * mean_i(MTP_i loss)`` where MTP layer i predicts
-        ``labels[t + 2 + i]``.  MTP layers run only when ``mtp_loss_weight > 0``."""
+        ``labels[t + 2 + i]``.  MTP layers run only when ``mtp_loss_weight > 0``.  ``mtp_detached``: the MTP losses
+        reach the MTP layers only (see :meth:`mtp_forward_losses`), for an MTP loss beside another objective."""
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                          cache=cache if cache is not None else past_key_values, inputs_embeds=inputs_embeds,
                          use_cache=use_cache)
@@ -231,23 +233,30 @@ class MiMoForCausalLM(Qwen2PreTrainedModel, GenerationMixin):
                 raise ValueError("the MTP loss needs input_ids")
             mtp_losses, mtp_accs = self.mtp_forward_losses(input_ids, labels, self.model.mtp_source(out),
                                                            out.position_embeddings, attention_mask,
-                                                           position_ids=position_ids)
+                                                           position_ids=position_ids, detached=mtp_detached)
             loss = main_loss + mtp_loss_weight * torch.stack(mtp_losses).mean()
         return MiMoCausalLMOutput(loss=loss, logits=logits, cache=out.cache, main_loss=main_loss,
                                   mtp_losses=mtp_losses, mtp_accuracies=mtp_accs,
                                   hidden_states=self.model.mtp_source(out))
 
     def mtp_forward_losses(self, input_ids, labels, hidden, position_embeddings, attention_mask=None,
-                           layers: range | None = None, position_ids=None):
+                           layers: range | None = None, position_ids=None, detached: bool = False):
         """Teacher-forced MTP losses.  Layer i sees positions t < T-1-i: hidden from layer i-1 (main for i=0) and
         embed(input_ids[t+1+i]) -- zero where the RoPE position (``position_ids``, default t) is 0 when
-        ``config.mtp_zero_first_position``; its target is labels[t+2+i] (the last position has none)."""
+        ``config.mtp_zero_first_position``; its target is labels[t+2+i] (the last position has none).
+
+        ``detached``: the gradients reach the MTP layers and nothing else -- the main hidden state, the shared token
+        embedding and the shared ``lm_head`` enter as constants -- so the main model's gradients are exactly those
+        of the other loss terms (RL's online MTP loss, :mod:`mimo.rl.actor`)."""
         T = input_ids.shape[1]
         cos, sin = position_embeddings
         losses, accs = [], []
         layers = layers if layers is not None else range(self.num_mtp_layers)
-        h = hidden
+        h = hidden.detach() if detached else hidden
         embeds = self.model.embed_tokens(input_ids)  # (B, T, H)
+        if detached:
+            embeds = embeds.detach()
+        head_w = self.lm_head.weight.detach() if detached else self.lm_head.weight
         shifted = [embeds[:, 1 + i: T] for i in range(self.num_mtp_layers)]  # layer i's token input at t
         if getattr(self.config, "mtp_zero_first_position", False):
             pos = torch.arange(T, device=input_ids.device)[None] if position_ids is None else position_ids
@@ -266,7 +275,7 @@ class MiMoForCausalLM(Qwen2PreTrainedModel, GenerationMixin):
                 mask = causal[None, None] & keep[:, None, None, :]
             g = self.model.mtp_layers[i](h[:, :n], shifted[i][:, :n], (cos[:, :n], sin[:, :n]), mask)
             if i in layers:
-                logits = self.lm_head(g[:, : n - 1])  # (B, n-1, V): the last position has no target
+                logits = torch.nn.functional.linear(g[:, : n - 1], head_w, self.lm_head.bias)  # (B, n-1, V)
                 loss, acc = _token_ce(logits, labels[:, 2 + i: 2 + i + n - 1])
                 losses.append(loss)
                 accs.append(acc)

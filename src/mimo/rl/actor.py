@@ -72,6 +72,9 @@ class ActorConfig:
     tis_cap: float = F(0.0, "truncated importance sampling: ratio against the trainer's recomputed old log-probs, "
                             "PG term weighted by min(pi_trainer_old / pi_rollout, tis_cap); 0: off")
     log_mismatch: bool = F(True, "log the rollout/trainer log-prob gap (one no-grad forward per iteration)")
+    mtp_loss_weight: float = F(0.0, "online MTP loss on the sampled responses (keeps MTP drafts in step with the "
+                                    "policy; 0.1-0.2); it trains the MTP layers only, the main model's gradients "
+                                    "are unchanged.  0: MTP layers frozen (MiMo-7B)")
 
 
 def pad_batch(samples: Sequence[Sample], pad_id: int, device="cpu") -> dict[str, torch.Tensor]:
@@ -94,14 +97,33 @@ def pad_batch(samples: Sequence[Sample], pad_id: int, device="cpu") -> dict[str,
 def token_logprobs(model, input_ids: torch.Tensor, temperature: float = 1.0,
                    with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-prob of each next token (B, T-1) under ``softmax(logits / temperature)``, and optionally the entropy."""
-    logits = model(input_ids=input_ids).logits[:, :-1].float() / temperature  # (B, T-1, V)
+    logp, entropy, _ = _policy_forward(model, input_ids, temperature, with_entropy)
+    return logp, entropy
+
+
+def _policy_forward(model, input_ids: torch.Tensor, temperature: float, with_entropy: bool,
+                    mtp_mask: torch.Tensor | None = None, mtp_loss_weight: float = 0.0):
+    """:func:`token_logprobs` plus, with ``mtp_loss_weight > 0``, the detached MTP losses on the tokens where
+    ``mtp_mask`` (B, T-1, aligned with next-token targets) is 1: ``[(loss, accuracy) of MTP layer i, ...]`` for
+    the layers that have a target here (layer i predicts 2 + i ahead; a batch of short responses gives none)."""
+    mtp = []
+    if mtp_loss_weight > 0:
+        labels = input_ids.masked_fill(
+            torch.cat([torch.zeros_like(mtp_mask[:, :1]), mtp_mask], dim=1) == 0, -100)  # response tokens only
+        out = model(input_ids=input_ids, labels=labels, mtp_loss_weight=mtp_loss_weight, mtp_detached=True)
+        logits = out.logits
+        mtp = [(loss, acc) for i, (loss, acc) in enumerate(zip(out.mtp_losses, out.mtp_accuracies))
+               if bool((labels[:, 2 + i:] != -100).any())]  # no target: cross-entropy is 0/0
+    else:
+        logits = model(input_ids=input_ids).logits
+    logits = logits[:, :-1].float() / temperature  # (B, T-1, V)
     logp_all = torch.log_softmax(logits, dim=-1)
     logp = logp_all.gather(-1, input_ids[:, 1:, None])[..., 0]  # (B, T-1)
     entropy = None
     if with_entropy:
         with torch.no_grad():
             entropy = -(logp_all.exp() * logp_all).sum(-1)  # (B, T-1)
-    return logp, entropy
+    return logp, entropy, mtp
 
 
 def update_policy(model, optimizer, groups: Sequence[Group], cfg: ActorConfig, pad_id: int, temperature: float,
@@ -121,7 +143,12 @@ def update_policy(model, optimizer, groups: Sequence[Group], cfg: ActorConfig, p
     exactly the single-process gradient of the mini-batch (token-level normalisation stays global however unevenly
     the tokens fall on the ranks).  A rank that owns no sample of a mini-batch still runs one forward/backward at
     weight 0, so that every rank joins DDP's all-reduce.  Metrics are summed over ranks (each is a share of the
-    global token count), the gradient norm is the global one (clipped after the all-reduce)."""
+    global token count), the gradient norm is the global one (clipped after the all-reduce).
+
+    ``cfg.mtp_loss_weight > 0`` adds the online MTP loss: the MTP layers learn to predict the sampled responses
+    from the policy's (detached) hidden states, token-weighted over the mini-batch like the policy loss.  They are
+    clipped as a group of their own, so the main model's gradients, clipping included, are exactly those of a run
+    without it (tested); ``mtp_loss`` and ``mtp{i}_acc`` are logged."""
     info = dist_info if dist_info is not None else DistInfo()
     device = next(model.parameters()).device
     for g in optimizer.param_groups:
@@ -137,6 +164,9 @@ def update_policy(model, optimizer, groups: Sequence[Group], cfg: ActorConfig, p
     if cfg.tis_cap > 0 or cfg.log_mismatch:
         mine = [s for _, s, _ in items if owner[id(s)] == info.rank]
         trainer_old, mismatch = _trainer_old_logprobs(model, mine, cfg, pad_id, device, temperature, info)
+    core = getattr(model, "module", model)  # under DDP
+    mtp_weight = cfg.mtp_loss_weight if getattr(core, "num_mtp_layers", 0) > 0 else 0.0
+    mtp_params = list(core.model.mtp_layers.parameters()) if mtp_weight > 0 else []
     model.train()
     for _ in range(cfg.epochs):
         order = list(range(len(groups)))
@@ -153,7 +183,8 @@ def update_policy(model, optimizer, groups: Sequence[Group], cfg: ActorConfig, p
 
             def micro_loss(model, micro, num_tokens=num_tokens, scale=scale):
                 batch = pad_batch([s for s, _ in micro], pad_id, device)
-                logp, ent = token_logprobs(model, batch["input_ids"], temperature, with_entropy=True)
+                logp, ent, mtp = _policy_forward(model, batch["input_ids"], temperature, True, batch["mask"],
+                                                 mtp_weight)
                 ref = None
                 if ref_model is not None:
                     with torch.no_grad():
@@ -171,6 +202,12 @@ def update_policy(model, optimizer, groups: Sequence[Group], cfg: ActorConfig, p
                     eps_low=cfg.eps_low, eps_high=cfg.eps_high, kl_coef=cfg.kl_coef, ref_logprobs=ref,
                     entropy=ent, num_tokens=num_tokens, is_weights=weights)
                 share = float(batch["mask"].sum()) / max(num_tokens, 1.0)
+                if mtp:
+                    mtp_loss = torch.stack([m for m, _ in mtp]).mean()
+                    loss = loss + mtp_weight * share * mtp_loss
+                    metrics["mtp_loss"] = mtp_loss.detach()
+                    for i, (_, acc) in enumerate(mtp):
+                        metrics[f"mtp{i + 1}_acc"] = acc
                 # pg_loss and kl_ref are already shares of the mini-batch total; the rest are per-micro means
                 weight = min(scale, 1.0)  # 0 in a zero-weight pass
                 return loss * scale, {k: float(v) * weight * (1.0 if k in ("pg_loss", "kl_ref") else share)
@@ -178,13 +215,13 @@ def update_policy(model, optimizer, groups: Sequence[Group], cfg: ActorConfig, p
 
             micros = [local[m0:m0 + cfg.micro_batch_size] for m0 in range(0, len(local), cfg.micro_batch_size)]
             step_metrics = accumulate_step(model, optimizer, micros, micro_loss, cfg.grad_clip,
-                                           weights=[1.0] * len(micros))
+                                           weights=[1.0] * len(micros), clip_apart=mtp_params)
             for k, v in step_metrics.items():
                 totals[k] = totals.get(k, 0.0) + v
             updates += 1
-    grad_norm = totals.pop("grad_norm", 0.0)  # already global: clipped after DDP's all-reduce
+    norms = {k: totals.pop(k) for k in ("grad_norm", "grad_norm_apart") if k in totals}  # already global: clipped
     totals = all_reduce_sum(totals, info)  # sync point: shares of the global token counts add up
-    totals["grad_norm"] = grad_norm
+    totals.update(norms)
     out = {k: v / max(updates, 1) for k, v in totals.items()}
     out["updates"] = updates
     out.update(mismatch)

@@ -46,11 +46,14 @@ def accumulate_step(
     grad_clip: float = 1.0,
     weights: Sequence[float] | None = None,
     autocast_dtype: torch.dtype | None = None,
+    clip_apart: Sequence[torch.nn.Parameter] = (),
 ) -> dict:
     """One optimizer step over ``micro_batches``.
 
     ``loss_fn(model, mb) -> (mean loss, metrics)``.  ``weights`` (summing to 1) scale each micro-batch's mean loss
-    (default: equal, 1/n).  Returns the weighted metrics plus ``grad_norm``.
+    (default: equal, 1/n).  Returns the weighted metrics plus ``grad_norm``.  ``clip_apart``: parameters whose
+    gradient norm is clipped on its own (logged as ``grad_norm_apart``), so that a loss that reaches only them
+    cannot change how the others are clipped.
     """
     n = len(micro_batches)
     weights = list(weights) if weights is not None else [1.0 / n] * n
@@ -68,8 +71,12 @@ def accumulate_step(
             (loss * weights[i]).backward()
         for k, v in metrics.items():
             totals[k] = totals.get(k, 0.0) + float(v) * weights[i]
-    params = [p for g in optimizer.param_groups for p in g["params"]]
-    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf"))
+    apart = {id(p) for p in clip_apart}
+    params = [p for g in optimizer.param_groups for p in g["params"] if id(p) not in apart]
+    clip = grad_clip if grad_clip > 0 else float("inf")
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+    if apart:
+        totals["grad_norm_apart"] = float(torch.nn.utils.clip_grad_norm_(list(clip_apart), clip))
     optimizer.step()
     totals["grad_norm"] = float(grad_norm)
     return totals
