@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from mimo.config import resolve_config, save_yaml, to_dict
+from mimo.errors import MimoError
 from mimo.rl.trainer import RLConfig
 from mimo.rl.trainer import main as rl_main
 
@@ -53,6 +54,7 @@ def test_rl_is_deterministic_and_resumes_exactly_after_kill(sft_model, tmp_path)
     for r in recs[1:]:
         assert r["informative_groups"] >= 2 and 0 < r["reward"] < 1  # the batch holds informative groups only
         assert r["idle_ratio"] <= 1 and r["updates"] == 2
+        assert "draft_accept_mtp1" not in r and "mtp_loss" not in r  # plain decoding, MTP layers frozen
 
     c = tmp_path / "c"
     cfg_file = tmp_path / "c.yaml"
@@ -115,4 +117,23 @@ def test_rollout_engines_out_of_range_or_without_vllm_stop_before_the_run(tmp_pa
     cfg = _cfg(tmp_path / "model", tmp_path / "run", **{"rollout.engines": "2"})  # backend local
     with pytest.raises(MimoError, match=r"^rollout.engines > 1 needs rollout.backend vllm, got 'local'$"):
         rl_main(cfg)
+    cfg = _cfg(tmp_path / "model", tmp_path / "run", **{"rollout.speculative": "true", "rollout.backend": "vllm"})
+    with pytest.raises(MimoError, match=r"^rollout.speculative needs rollout.backend local, got 'vllm'$"):
+        rl_main(cfg)
     assert not (tmp_path / "run").exists()  # nothing written
+
+
+def test_speculative_rollouts_log_acceptance_and_record_the_policys_own_logprobs(sft_model, tmp_path):
+    """--rollout.speculative: rollouts drafted with the MTP layer, kept in step by the online MTP loss.  The
+    recorded log-probs are the policy's (the trainer's recomputation agrees), acceptance is logged per step."""
+    out = tmp_path / "spec"
+    rl_main(_cfg(sft_model, out, steps=2, eval_every=0, save_every=0,
+                 **{"rollout.speculative": "true", "actor.mtp_loss_weight": "0.2"}))
+    recs = _records(out)
+    assert [r["step"] for r in recs] == [1, 2]
+    for r in recs:
+        assert 0 <= r["draft_accept_mtp1"] <= 1 and 1 <= r["draft_tokens_per_verify"] <= 2  # one MTP layer
+        assert r["mismatch_abs_mean"] < 1e-5 and r["mismatch_ratio_out"] == 0.0
+        assert r["mtp_loss"] > 0 and 0 <= r["mtp1_acc"] <= 1 and r["grad_norm_apart"] > 0
+    with pytest.raises(MimoError, match=r"^rollout.num_draft: must be <= the policy's 1 MTP layers, got 2$"):
+        rl_main(_cfg(sft_model, tmp_path / "deep", **{"rollout.speculative": "true", "rollout.num_draft": "2"}))

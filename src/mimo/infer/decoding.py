@@ -250,6 +250,15 @@ class GenerationStats:
     draft_seconds: float = 0.0  # speculative: time in the MTP drafting ...
     verify_seconds: float = 0.0  # ... and in the main model's verification
 
+    def add_drafts(self, accepted: list[int], drafted: list[int]) -> None:
+        """Add the drafts accepted and made per MTP depth (another run's, possibly of another depth)."""
+        k = max(len(drafted), len(self.drafted))
+        self.accepted += [0] * (k - len(self.accepted))
+        self.drafted += [0] * (k - len(self.drafted))
+        for i, (a, n) in enumerate(zip(accepted, drafted)):
+            self.accepted[i] += a
+            self.drafted[i] += n
+
     def acceptance(self) -> list[float]:
         """Per MTP layer i: the fraction of its drafts accepted among those that were checked, i.e. given that the
         drafts of layers < i were accepted (verification stops at the first rejection)."""

@@ -33,6 +33,8 @@ class RolloutDone:
     started: float  # perf_counter of the engine's clock when generation began / ended
     finished: float
     version: int = 0  # policy version that generated it
+    accepted: list[int] = dataclasses.field(default_factory=list)  # speculative: drafts accepted per MTP layer
+    drafted: list[int] = dataclasses.field(default_factory=list)  # ... and proposed
 
 
 @dataclasses.dataclass

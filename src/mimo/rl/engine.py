@@ -27,7 +27,7 @@ import time
 from collections import deque
 from typing import Any
 
-from mimo.infer.decoding import SamplingParams
+from mimo.infer.decoding import GenerationStats, SamplingParams
 from mimo.rewards.pool import PoolBroken
 from mimo.rl.accounting import bucket, idle_ratio, token_counts, waste_ratio
 from mimo.rl.actor import Group, Sample
@@ -119,6 +119,7 @@ class StepStats:
     staleness: list[int] = dataclasses.field(default_factory=list)  # per trained sample: versions behind
     policy_version: int = 0  # the version the step's update starts from
     workers_seen: set = dataclasses.field(default_factory=set)  # workers / engines that finished a task
+    drafts: GenerationStats = dataclasses.field(default_factory=GenerationStats)  # speculative rollouts' drafts
 
     @property
     def idle_ratio(self) -> float:
@@ -136,7 +137,16 @@ class StepStats:
                 "staleness_max": max(self.staleness, default=0),
                 "staleness_mean": sum(self.staleness) / max(len(self.staleness), 1),
                 "workers_active": len(self.workers_seen),
-                **{f"tokens_{k}": v for k, v in self.tokens.items()}}
+                **{f"tokens_{k}": v for k, v in self.tokens.items()}, **self._draft_metrics()}
+
+    def _draft_metrics(self) -> dict[str, float]:
+        """Speculative rollouts: each MTP layer's acceptance (given the layers before it were accepted) and the
+        tokens per main-model verification over the step's finished tasks."""
+        if not self.drafts.drafted:
+            return {}
+        out = {f"draft_accept_mtp{i + 1}": a for i, a in enumerate(self.drafts.acceptance())}
+        out["draft_tokens_per_verify"] = self.drafts.mean_accepted_length()
+        return out
 
 
 class RolloutEngine:
@@ -219,6 +229,8 @@ class RolloutEngine:
                     for r, lp in zip(ev.responses, ev.logprobs)]
                 self.intervals[ev.task_id] = (ev.started, ev.finished, sum(len(r) for r in ev.responses))
                 stats.workers_seen.add(ev.worker)
+                if ev.drafted:
+                    stats.drafts.add_drafts(ev.accepted, ev.drafted)
                 todo.extend(self.sched.on_rollout_done(ev.task_id))
             elif isinstance(ev, Aborted):
                 stats.tokens["aborted"] += ev.tokens

@@ -29,7 +29,7 @@ import torch
 
 from mimo.config import F
 from mimo.errors import MimoError
-from mimo.infer.decoding import GenerationAborted
+from mimo.infer.decoding import GenerationAborted, GenerationStats
 from mimo.infer.engine import sample
 from mimo.model import MiMoForCausalLM
 from mimo.rl.backend import Aborted, RolloutBackend, RolloutDone, RolloutRequest
@@ -48,9 +48,11 @@ def _die_with_parent() -> None:
         pass
 
 
-def _worker_main(wid, config, shared, version, task_q, result_q, abort_ids, threads, parent):
+def _worker_main(wid, config, shared, version, task_q, result_q, abort_ids, threads, parent, num_draft=0):
     """Rollout worker process: generate the tasks it is given with its own model copy.  ``parent``: the trainer's
-    pid, passed in rather than read here, since the trainer may die while this process still imports."""
+    pid, passed in rather than read here, since the trainer may die while this process still imports.
+    ``num_draft > 0``: MTP speculative decoding with that many drafts per round (the same distribution as plain
+    sampling); each result carries the drafts accepted and proposed per MTP layer."""
     _die_with_parent()
     if os.getppid() != parent:  # killed before the death signal was armed
         return
@@ -79,19 +81,23 @@ def _worker_main(wid, config, shared, version, task_q, result_q, abort_ids, thre
         def count(b, t):
             decoded[0] += 1
 
+        stats = GenerationStats()
         try:
             out = sample(model, [list(req.prompt_ids)] * req.num_samples, p, seed=req.seed, logprobs=lps,
-                         on_token=count, abort=lambda: abort_ids[wid] == req.task_id)
+                         on_token=count, abort=lambda: abort_ids[wid] == req.task_id, speculative=num_draft > 0,
+                         num_draft=num_draft or None, stats=stats)
         except GenerationAborted:
-            result_q.put(("aborted", req.task_id, wid, start, time.perf_counter(), local, decoded[0], None))
+            result_q.put(("aborted", req.task_id, wid, start, time.perf_counter(), local, decoded[0], None, None))
             continue
-        result_q.put(("done", req.task_id, wid, start, time.perf_counter(), local, out, lps))
+        result_q.put(("done", req.task_id, wid, start, time.perf_counter(), local, out, lps,
+                      (stats.accepted, stats.drafted)))
 
 
 class LocalRolloutBackend(RolloutBackend):
     """``num_workers`` spawned processes generating with a local copy of the policy (see the module docstring)."""
 
-    def __init__(self, model: torch.nn.Module, num_workers: int = 2, threads_per_worker: int = 1):
+    def __init__(self, model: torch.nn.Module, num_workers: int = 2, threads_per_worker: int = 1,
+                 num_draft: int = 0):
         super().__init__()
         import torch.multiprocessing as mp  # registers the reductions that pass shared tensors to spawned workers
 
@@ -107,7 +113,7 @@ class LocalRolloutBackend(RolloutBackend):
         self.task_qs = [ctx.Queue() for _ in range(num_workers)]
         self.procs = [ctx.Process(target=_worker_main, daemon=True, name=f"mimo-rollout-{w}",
                                   args=(w, model.config, self.shared, self.version, self.task_qs[w], self.result_q,
-                                        self.abort_ids, threads_per_worker, os.getpid()))
+                                        self.abort_ids, threads_per_worker, os.getpid(), num_draft))
                       for w in range(num_workers)]
         for p in self.procs:
             p.start()
@@ -150,13 +156,14 @@ class LocalRolloutBackend(RolloutBackend):
                 return
             if msg is None:
                 return
-            kind, task_id, w, start, end, version, out, lps = msg
+            kind, task_id, w, start, end, version, out, lps, drafts = msg
             with self.lock:
                 self.running.pop(task_id, None)
                 self.idle.append(w)
                 self._dispatch()
             if kind == "done":
-                self.events.put(RolloutDone(task_id, out, lps, w, start, end, version))
+                accepted, drafted = drafts
+                self.events.put(RolloutDone(task_id, out, lps, w, start, end, version, accepted, drafted))
             else:
                 self.events.put(Aborted(task_id, w, tokens=out))
 
@@ -259,6 +266,10 @@ class RolloutConfig:
     temperature: float = F(1.0, "sampling temperature (MiMo: 1.0)")
     top_p: float = F(1.0, "nucleus mass (MiMo: 1.0)")
     deterministic: bool = F(True, "hand events to the scheduler in a canonical order (reproducible runs)")
+    speculative: bool = F(False, "local: MTP speculative decoding with the policy's own MTP layers (lossless: "
+                                 "the samples keep plain sampling's distribution); acceptance logged per step.  "
+                                 "Keep the drafts in step with the policy with --actor.mtp_loss_weight")
+    num_draft: int = F(0, "speculative: drafts per round (0: every MTP layer of the policy)")
     vllm_max_seqs: int = F(256, "vllm: most sequences in the engine's running batch")
     vllm_kv_cache_gib: int = F(1, "vllm on CPU: KV-cache size in GiB (VLLM_CPU_KVCACHE_SPACE, when not set)")
     vllm_seed: int = F(0, "vllm: engine seed (each request also carries its own seed)")
@@ -274,6 +285,20 @@ def check_rollout(cfg: RolloutConfig) -> None:
     """The cross-field rules of ``cfg`` (each field's own range is checked when the config loads)."""
     if cfg.engines > 1 and cfg.backend != "vllm":
         raise MimoError(f"rollout.engines > 1 needs rollout.backend vllm, got {cfg.backend!r}")
+    if cfg.speculative and cfg.backend != "local":
+        raise MimoError(f"rollout.speculative needs rollout.backend local, got {cfg.backend!r}")
+
+
+def draft_depth(cfg: RolloutConfig, model) -> int:
+    """Drafts per round for ``cfg`` and ``model`` (0: plain decoding); a one-line error when the model cannot."""
+    if not cfg.speculative:
+        return 0
+    layers = getattr(model, "num_mtp_layers", 0)
+    if layers == 0:
+        raise MimoError("rollout.speculative: the policy has no MTP layers (num_nextn_predict_layers = 0)")
+    if cfg.num_draft > layers:
+        raise MimoError(f"rollout.num_draft: must be <= the policy's {layers} MTP layers, got {cfg.num_draft}")
+    return cfg.num_draft or layers
 
 
 def make_backend(cfg: RolloutConfig, model, model_dir: str, extra_cpus: int = 0):
@@ -281,7 +306,7 @@ def make_backend(cfg: RolloutConfig, model, model_dir: str, extra_cpus: int = 0)
     local Ray is started for the rollout engines."""
     check_rollout(cfg)
     if cfg.backend == "local":
-        return LocalRolloutBackend(model, cfg.workers, cfg.threads_per_worker)
+        return LocalRolloutBackend(model, cfg.workers, cfg.threads_per_worker, draft_depth(cfg, model))
     if cfg.backend == "endpoint":
         return EndpointRolloutBackend(cfg.url, num_workers=cfg.workers)
     if cfg.backend == "vllm":

@@ -46,7 +46,7 @@ from mimo.rewards.pool import PoolConfig, RewardPool
 from mimo.rl.actor import ActorConfig, update_policy
 from mimo.rl.engine import RolloutEngine
 from mimo.rl.problems import ToyRL, load_problems, toy_problems
-from mimo.rl.rollout import RolloutConfig, check_rollout, make_backend
+from mimo.rl.rollout import RolloutConfig, check_rollout, draft_depth, make_backend
 from mimo.rl.sampling import ProblemSampler
 from mimo.rl.scheduler import Scheduler, SchedulerConfig
 from mimo.train import dist
@@ -168,6 +168,9 @@ def main(cfg: RLConfig) -> dict:
         model, tok = load_model_dir(cfg.init_from)
         if tok is None:
             raise MimoError(f"{cfg.init_from}: no tokenizer in the model directory")
+        if cfg.actor.mtp_loss_weight > 0 and model.num_mtp_layers == 0:
+            raise MimoError(f"actor.mtp_loss_weight: {cfg.init_from} has no MTP layers to train")
+        draft_depth(cfg.rollout, model)  # a one-line error before any worker starts
         optimizer = make_optimizer(model, cfg.actor.lr, cfg.actor.weight_decay)
         state = run.restore(model, optimizer) if info.is_main else {}  # rank 0 picks the newest that loads
         chosen = dist.broadcast_object(str(run.restored_from) if run.restored_from else None, info)
