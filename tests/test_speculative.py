@@ -199,30 +199,81 @@ def _reference_drafts(model, seq: list[int], k: int) -> list[torch.Tensor]:
 
 
 @pytest.mark.parametrize("zero_first", [False, True], ids=["as-mimo", "zero-position-0"])
-def test_mtp_drafts_match_uncached_reference(tiny_model, monkeypatch, zero_first):
+@pytest.mark.parametrize("path", ["module-batched", "fast-batched", "fast-solo"])
+def test_mtp_drafts_match_uncached_reference(tiny_model, monkeypatch, zero_first, path):
     """Every round's drafts (cached, batched, with rollbacks, carries and compaction) are what an uncached MTP chain
-    computes from the committed prefix -- on a random model where attention inside the MTP layers matters."""
-    model = tiny_model(seed=4, num_nextn_predict_layers=3, mtp_zero_first_position=zero_first).double()
+    computes from the committed prefix -- on a random model where attention inside the MTP layers matters.  Three
+    drafting paths: the MTP modules (fp64, so the tolerance is tight), the fused FastMTPLayer in a batch, and the
+    batch-of-one path (truncation rollback, table masks)."""
+    model = tiny_model(seed=4, num_nextn_predict_layers=3, mtp_zero_first_position=zero_first)
+    if path == "module-batched":
+        model = model.double()
     prompts = _prompts(3, 64, seed=9)
     seen = []
-    real_draft = speculative.draft
+    name = "draft_solo" if path == "fast-solo" else "draft"
+    real_draft = getattr(speculative, name)
 
     def recording_draft(model_, st, k, *args):
+        assert (st.layers is not None) == path.startswith("fast") and (st.solo is not None) == (path == "fast-solo")
         before = [st.tokens[r, : int(st.last[r]) + 1].tolist() for r in range(st.last.shape[0])]
         d, q = real_draft(model_, st, k, *args)
         seen.extend(zip(before, d.tolist()))
         return d, q
 
-    monkeypatch.setattr(speculative, "draft", recording_draft)
+    monkeypatch.setattr(speculative, name, recording_draft)
+    tol = 1e-9 if path == "module-batched" else 1e-4
     with torch.no_grad():
-        speculative.speculative_generate(model, prompts, 16, stop_ids=[], cache_slack=0)
+        for batch in ([[p] for p in prompts] if path == "fast-solo" else [prompts]):
+            speculative.speculative_generate(model, batch, 16, stop_ids=[], cache_slack=0)
         assert len(seen) > 30
         for seq, drafts in seen:
             ref = _reference_drafts(model, seq, 3)
             for i, (d, lg) in enumerate(zip(drafts, ref)):
-                assert lg[d] >= lg.max() - 1e-9, (seq, i)
+                assert lg[d] >= lg.max() - tol, (seq, i)
                 if i + 1 < 3 and d != int(lg.argmax()):
                     break  # a near-tie chose another draft; the rest of the chain differs legitimately
+
+
+def test_fast_mtp_layer_computes_what_the_module_computes(tiny_model):
+    """The fused drafting forward against the MTP module, with a KV cache, on weights whose attention is peaked
+    (q/k scaled up: RoPE and the mask then decide the output), all norms and biases non-trivial."""
+    from mimo.infer.decoding import engine_attention
+
+    model = tiny_model(seed=6, num_nextn_predict_layers=2)
+    layer = model.model.mtp_layers[1]
+    with torch.no_grad():
+        for lin in (layer.self_attn.q_proj, layer.self_attn.k_proj):
+            lin.weight.mul_(8.0)
+            lin.bias.normal_()
+        for p in layer.parameters():
+            if p.dim() == 1 and p.shape[0] == model.config.hidden_size:  # the norms
+                p.uniform_(0.5, 1.5)
+    fast = speculative.FastMTPLayer(layer, model.config)
+    rope = speculative.RopeTable(model, 32, torch.zeros(1))
+    g = torch.Generator().manual_seed(0)
+    H = model.config.hidden_size
+    outs = {}
+    for name in ("module", "fast"):
+        cache = KVCache.for_model(model.config, 2, 32, num_layers=1)
+        got = []
+        for W in (5, 1, 3):  # chunks over positions 0-4, 5, 6-8, one row padded in the last chunk
+            g.manual_seed(W)
+            h, e = torch.randn(2, W, H, generator=g), torch.randn(2, W, H, generator=g)
+            valid = torch.ones(2, W, dtype=torch.bool)
+            if W == 3:
+                valid[1, 2] = False
+            positions, mask = cache.chunk(valid)
+            with torch.no_grad():
+                if name == "fast":
+                    out = fast(h, e, *rope(positions), mask, cache)
+                else:
+                    with engine_attention(model, h.device):
+                        out = layer(h, e, model.model.rotary_emb(h, positions), mask, cache)
+            cache.advance(valid)
+            got.append(out[valid])
+        outs[name] = torch.cat(got)
+    assert torch.allclose(outs["fast"], outs["module"], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(outs["module"][:5], outs["module"][:5].mean(0), atol=1e-2)  # not a degenerate case
 
 
 # ------------------------------------------------------------------------------------------ sampling is lossless

@@ -208,3 +208,87 @@ def markdown_table(result: dict) -> str:
         lines.append(f"| {r['method']} | {r['temperature']} | {r['tokens_per_s']:.0f} | {sp} | "
                      f"{r['tokens_per_cpu_s']:.0f} | {spc} | {acc} | {mal} |")
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------------ vLLM
+
+
+def _vllm_counters(llm) -> dict:
+    """vLLM's speculative-decoding counters now: drafts, draft tokens, accepted tokens, accepted per position."""
+    out = {"drafts": 0, "draft_tokens": 0, "accepted": 0, "per_pos": []}
+    names = {"vllm:spec_decode_num_drafts": "drafts", "vllm:spec_decode_num_draft_tokens": "draft_tokens",
+             "vllm:spec_decode_num_accepted_tokens": "accepted"}
+    for m in llm.get_metrics():
+        if m.name in names:
+            out[names[m.name]] += m.value
+        elif m.name == "vllm:spec_decode_num_accepted_tokens_per_pos":
+            vals = list(m.values)
+            out["per_pos"] = [a + b for a, b in zip(vals, out["per_pos"] + [0] * len(vals))]
+    return out
+
+
+def vllm_rows(model_dir: str, prompts: list[list[int]], max_new_tokens: int, stop_ids: list[int],
+              temperatures: tuple[float, ...], batch_sizes: tuple[int, ...], top_p: float = 1.0,
+              speculative_tokens: tuple[int, ...] = (1,), threads: int = 1, repeats: int = 1,
+              reference: dict | None = None, log=print) -> list[dict]:
+    """vLLM on the same checkpoint and prompts: plain and MTP-speculative (``num_speculative_tokens`` = each of
+    ``speculative_tokens``; vLLM drafts with MTP layer 1 only, chained on itself) per temperature and batch size.
+
+    One engine per configuration (the speculative config is fixed at start-up), bound to ``threads`` cores
+    (``VLLM_CPU_OMP_THREADS_BIND``), fp32, greedy/seeded sampling with mimo's stop set.  Rows use the JSON row
+    format of :func:`specdec_rows`; acceptance is vLLM's per-position acceptance (position i accepted given
+    positions < i were).  ``reference``: ``{batch: mimo greedy plain outputs}``, to report whether vLLM's greedy
+    tokens equal mimo's."""
+    import os
+
+    from vllm import LLM, SamplingParams
+
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "0" if threads <= 1 else f"0-{threads - 1}"
+    rows: list[dict] = []
+    for spec in (0,) + tuple(speculative_tokens):
+        kwargs = {"speculative_config": {"method": "mtp", "num_speculative_tokens": spec}} if spec else {}
+        llm = LLM(model=model_dir, dtype="float32", max_model_len=max(len(p) for p in prompts) + max_new_tokens + 8,
+                  disable_log_stats=False, seed=0, **kwargs)
+        try:
+            llm.generate([{"prompt_token_ids": prompts[0]}], SamplingParams(max_tokens=8), use_tqdm=False)  # warm-up
+            for temp in temperatures:
+                for bs in batch_sizes:
+                    best = None
+                    for _ in range(max(1, repeats)):
+                        before = _vllm_counters(llm)
+                        outs, t0 = [], time.perf_counter()
+                        for i in range(0, len(prompts), bs):
+                            params = [SamplingParams(temperature=temp, top_p=top_p if temp > 0 else 1.0,
+                                                     max_tokens=max_new_tokens, seed=i + j, ignore_eos=True,
+                                                     stop_token_ids=stop_ids, detokenize=False)
+                                      for j in range(len(prompts[i:i + bs]))]
+                            res = llm.generate([{"prompt_token_ids": p} for p in prompts[i:i + bs]], params,
+                                               use_tqdm=False)
+                            outs += [list(r.outputs[0].token_ids) for r in res]
+                        seconds = time.perf_counter() - t0
+                        if best is None or seconds < best[0]:
+                            best = (seconds, outs, before, _vllm_counters(llm))
+                    seconds, outs, before, after = best
+                    tokens = sum(len(o) for o in outs)
+                    per_pos = [a - b for a, b in zip(after["per_pos"], before["per_pos"] + [0] * len(after["per_pos"]))]
+                    drafts = after["drafts"] - before["drafts"]
+                    reached = [drafts] + per_pos[:-1]
+                    row = {"engine": "vllm", "mode": "speculative" if spec else "plain", "temperature": temp,
+                           "batch": bs, "draft_layers": 1 if spec else 0, "num_speculative_tokens": spec,
+                           "tokens_per_s": tokens / max(seconds, 1e-9), "tokens": tokens,
+                           "seconds": round(seconds, 3),
+                           "acceptance": [a / r if r else 0.0 for a, r in zip(per_pos, reached)] if spec else []}
+                    if spec and drafts:
+                        row["mean_accepted_length"] = 1 + (after["accepted"] - before["accepted"]) / drafts
+                    if temp <= 0 and reference is not None and bs in reference:
+                        row["same_tokens_as_mimo"] = outs == reference[bs]
+                    rows.append(row)
+                    log(f"vllm {row['mode']:<11} k={spec} T={temp:<4} batch {bs:<3} {row['tokens_per_s']:8.1f} tok/s"
+                        + (f"  acceptance {' '.join(f'{a:.0%}' for a in row['acceptance'])}" if spec else ""))
+        finally:
+            shutdown = getattr(getattr(llm.llm_engine, "engine_core", None), "shutdown", None)
+            if shutdown is not None:
+                shutdown()
+            del llm
+    return rows

@@ -36,6 +36,7 @@ import time
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from mimo.infer.decoding import (
     GenerationAborted,
@@ -92,6 +93,84 @@ def accept_sampled(drafts: torch.Tensor, draft_probs: torch.Tensor, target_probs
     return n, torch.multinomial(residual, 1, generator=generator)[:, 0]
 
 
+# ------------------------------------------------------------------------------------------- the draft forward
+
+
+def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """Qwen2RMSNorm's arithmetic, op for op (fp32 inputs)."""
+    return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
+
+
+class FastMTPLayer:
+    """An inference-only forward of one :class:`~mimo.model.modeling.MiMoMTPLayer` for drafting.
+
+    Drafting runs an MTP layer on one to a few positions per round, where the time goes into module dispatch, not
+    arithmetic (on the 16-layer benchmark model one module-path MTP layer cost ~3 main-model layers).  This does the
+    same computation in few ops: q/k/v in one matmul and gate/up in another (weights concatenated once, at the
+    start of a generation, so an RL step's update of the MTP layers is seen by the next generation), RoPE from a
+    table computed once, SDPA on the masked GQA layout directly.  Same arithmetic as the module path, up to the
+    rounding of the fused matmuls (tested); any such difference changes which tokens are drafted, never which are
+    emitted (verification is by the main model)."""
+
+    def __init__(self, layer, config):
+        attn, mlp = layer.self_attn, layer.mlp
+        self.eps = config.rms_norm_eps
+        self.heads, self.kv_heads = config.num_attention_heads, config.num_key_value_heads
+        self.head_dim = attn.head_dim
+        self.scaling = attn.scaling
+        q, kv = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        self.split = (q, kv, kv)
+        self.w_qkv = torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]).detach()
+        self.b_qkv = torch.cat([attn.q_proj.bias, attn.k_proj.bias, attn.v_proj.bias]).detach()
+        self.w_o = attn.o_proj.weight.detach()
+        self.w_gate_up = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).detach()
+        self.w_down = mlp.down_proj.weight.detach()
+        self.inter = mlp.gate_proj.weight.shape[0]
+        self.w_in = layer.input_proj.weight.detach()
+        self.norms = [n.weight.detach() for n in (layer.hidden_layernorm, layer.token_layernorm, layer.input_layernorm,
+                                                   layer.post_attention_layernorm, layer.final_layernorm)]
+
+    def __call__(self, hidden: torch.Tensor, embeds: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                 mask: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """hidden, embeds (B, T, H); cos/sin (B, T, D); mask (B, 1, T, slots + T) -> final-normed output (B, T, H)."""
+        n_h, n_t, n_in, n_post, n_final = self.norms
+        eps = self.eps
+        B, T, _ = hidden.shape
+        x = F.linear(torch.cat([_rms(hidden, n_h, eps), _rms(embeds, n_t, eps)], dim=-1), self.w_in)
+        q, k, v = F.linear(_rms(x, n_in, eps), self.w_qkv, self.b_qkv).split(self.split, dim=-1)
+        q = q.view(B, T, self.heads, self.head_dim).transpose(1, 2)
+        k = k.view(B, T, self.kv_heads, self.head_dim).transpose(1, 2)
+        v = v.view(B, T, self.kv_heads, self.head_dim).transpose(1, 2)
+        cos, sin = cos[:, None], sin[:, None]
+        q = q * cos + _rotate_half(q) * sin
+        k = k * cos + _rotate_half(k) * sin
+        k, v = cache.update(k, v, 0)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scaling,
+                                           enable_gqa=self.kv_heads != self.heads)
+        x = x + F.linear(a.transpose(1, 2).reshape(B, T, -1), self.w_o)
+        gate, up = F.linear(_rms(x, n_post, eps), self.w_gate_up).split(self.inter, dim=-1)
+        x = x + F.linear(F.silu(gate) * up, self.w_down)
+        return _rms(x, n_final, eps)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+class RopeTable:
+    """cos/sin of every position up to ``n``, computed once per generation with the model's own rotary module
+    (so any RoPE scaling it applies is kept), then looked up by position."""
+
+    def __init__(self, model, n: int, like: torch.Tensor):
+        cos, sin = model.model.rotary_emb(like, torch.arange(n, device=like.device)[None])
+        self.cos, self.sin = cos[0], sin[0]  # (n, D)
+        self.positions = torch.arange(n, device=like.device)
+
+    def __call__(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.cos[positions], self.sin[positions]
+
+
 # ---------------------------------------------------------------------------------------------------- the state
 
 
@@ -106,6 +185,10 @@ class SpecState:
     hidden: torch.Tensor  # (B, W, H) main hidden states of the last main chunk ...
     hidden_start: torch.Tensor  # (B,) ... starting at this position
     carry: list[torch.Tensor]  # carry[i] (B, H): MTP layer i's output at position c_i - 1 (its newest committed)
+    layers: list[FastMTPLayer] | None = None  # the drafting forward of each MTP layer (None: the module path)
+    rope: RopeTable | None = None
+    solo: list[int] | None = None  # batch of one: c_i per MTP layer as ints (see draft_solo)
+    causal: torch.Tensor | None = None  # batch of one: (slots, slots) lower-triangular attention mask
 
     def select(self, rows: torch.Tensor) -> None:
         self.main.select(rows)
@@ -163,8 +246,11 @@ def draft(model, st: SpecState, k: int, temperature: float, top_p: float,
         e = embed(tok)
         if zero_first:  # as trained (config.mtp_zero_first_position): no token input at position 0
             e = e.masked_fill((pos == 0)[..., None], 0.0)
-        with engine_attention(model, h_in.device):
-            g = model.model.mtp_layers[i](h_in, e, rotary(h_in, positions), mask, cache)  # (B, W, H)
+        if st.layers is not None:
+            g = st.layers[i](h_in, e, *st.rope(positions), mask, cache)  # (B, W, H)
+        else:
+            with engine_attention(model, h_in.device):
+                g = model.model.mtp_layers[i](h_in, e, rotary(h_in, positions), mask, cache)
         cache.advance(valid)
         keep = (n - i).clamp(min=0)  # real entries: positions t <= L-1-i
         # the output at L-1 (drafts) and at the newest real position (carried to the next round)
@@ -178,6 +264,39 @@ def draft(model, st: SpecState, k: int, temperature: float, top_p: float,
         src = torch.cat([st.carry[i][:, None], g], dim=1)
         src_start = c - 1
         st.carry[i] = torch.where((keep > 0)[:, None], sel[:, 1], st.carry[i])
+    q_all = torch.stack(qs, dim=1) if temperature > 0 else None
+    return torch.stack(drafts, dim=1), q_all
+
+
+def draft_solo(model, st: SpecState, k: int, temperature: float, top_p: float,
+               generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`draft` for a batch of one sequence, with the same result and far fewer ops.  One row means no
+    padding and no validity masks: each MTP cache is rolled back by truncation (its slot t holds position t), so
+    the chunk's mask is a slice of one causal table (none for a single position), RoPE a slice of the table, and
+    the bookkeeping plain ints."""
+    L = int(st.last[0])
+    src, src_start = st.hidden, int(st.hidden_start[0])
+    embed = model.model.embed_tokens
+    zero_first = getattr(model.config, "mtp_zero_first_position", False)
+    drafts, qs = [], []
+    for i in range(k):
+        cache, c = st.mtp[i], st.solo[i]
+        W = L - c
+        e = embed(st.tokens[:, c + 1 + i: L + 1 + i])  # x_{t+1+i} for t in [c, L-1]
+        if zero_first and c == 0:
+            e[:, 0] = 0.0
+        cache.length = c
+        g = st.layers[i](src[:, c - src_start: L - src_start], e, st.rope.cos[None, c:L], st.rope.sin[None, c:L],
+                         None if W == 1 else st.causal[None, None, c:L, :L], cache)  # (1, W, H)
+        keep = max(W - i, 0)  # real entries: positions t <= L-1-i
+        cache.length = st.solo[i] = c + keep
+        d, q = _pick(model.lm_head(g[:, -1]), temperature, top_p, generator)
+        st.tokens[:, L + 1 + i] = d
+        drafts.append(d)
+        qs.append(q)
+        src, src_start = torch.cat([st.carry[i][:, None], g], dim=1), c - 1
+        if keep > 0:
+            st.carry[i] = g[:, keep - 1]
     q_all = torch.stack(qs, dim=1) if temperature > 0 else None
     return torch.stack(drafts, dim=1), q_all
 
@@ -205,15 +324,40 @@ def verify(model, st: SpecState, drafts: torch.Tensor, draft_probs: torch.Tensor
     return n, nxt, logits
 
 
+def verify_solo(model, st: SpecState, drafts: torch.Tensor, draft_probs: torch.Tensor | None, temperature: float,
+                top_p: float, generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`verify` for a batch of one: the main cache is rolled back by truncation (slot t = position t), so
+    positions and mask are slices of tables instead of being built from validity masks."""
+    L, k = int(st.last[0]), drafts.shape[1]
+    end = L + k + 1
+    main = st.main
+    main.length = L
+    with engine_attention(model, drafts.device):
+        out = model.model(input_ids=st.tokens[:, L:end], attention_mask=st.causal[None, None, L:end, :end],
+                          position_ids=st.rope.positions[None, L:end], cache=main, use_cache=True)
+    logits = model.lm_head(out.last_hidden_state)  # (1, k+1, V)
+    if temperature <= 0:
+        n, nxt = accept_greedy(drafts, logits.argmax(dim=-1))
+    else:
+        n, nxt = accept_sampled(drafts, draft_probs, probs_from_logits(logits, temperature, top_p), generator)
+    m = int(n[0])
+    main.length = L + m + 1  # keep x_L and the accepted drafts
+    st.tokens[:, L + 1 + m] = nxt
+    st.hidden, st.hidden_start = model.model.mtp_source(out), st.last
+    st.last = st.last + (m + 1)
+    return n, nxt, logits
+
+
 def speculative_step(model, st: SpecState, k: int, temperature: float, top_p: float, generator,
                      stats: GenerationStats | None = None):
     """Draft, verify, accept: returns ``(drafts (B, k), n_accepted (B,), next_token (B,), target logits
     (B, k+1, V))``.  With ``stats``, adds the wall time of drafting and of verifying (their ratio bounds the
     speedup: see mimo.infer.bench)."""
     t0 = time.perf_counter()
-    drafts, q = draft(model, st, k, temperature, top_p, generator)
+    drafts, q = (draft_solo if st.solo is not None else draft)(model, st, k, temperature, top_p, generator)
     t1 = time.perf_counter()
-    n, nxt, logits = verify(model, st, drafts, q, temperature, top_p, generator)
+    n, nxt, logits = (verify_solo if st.solo is not None else verify)(model, st, drafts, q, temperature, top_p,
+                                                                       generator)
     if stats is not None:
         stats.draft_seconds += t1 - t0
         stats.verify_seconds += time.perf_counter() - t1
@@ -234,13 +378,14 @@ def speculative_generate(model, input_ids: list[list[int]], max_new_tokens: int,
                          top_p: float = 1.0, seed: int | None = None, stop_ids: list[int] | None = None,
                          num_draft: int | None = None, stats: GenerationStats | None = None, on_token=None,
                          cache_slack: int | None = None, abort=None,
-                         logprobs: list[list[float]] | None = None) -> list[list[int]]:
+                         logprobs: list[list[float]] | None = None, fast_draft: bool = True) -> list[list[int]]:
     """Like :func:`mimo.infer.engine.generate` (same arguments, same output contract) with MTP drafting.
 
     ``num_draft``: draft depth k (default: every MTP layer of the model).  ``cache_slack``: extra KV slots beyond
     ``prompt + max_new_tokens + one chunk`` before holes are compacted (default: a quarter of max_new_tokens).
     ``abort()`` is polled before every round (True: raise GenerationAborted); ``logprobs`` receives each emitted
-    token's log-prob under softmax(logits / T) of the main model, as in plain decoding.
+    token's log-prob under softmax(logits / T) of the main model, as in plain decoding.  ``fast_draft``: draft with
+    :class:`FastMTPLayer` (fp32 SDPA models; others always take the module path).
     """
     t0 = time.perf_counter()
     n_layers = model.num_mtp_layers
@@ -273,6 +418,12 @@ def speculative_generate(model, input_ids: list[list[int]], max_new_tokens: int,
     st = SpecState(main=main, mtp=mtp, tokens=tokens, last=lengths.clone(), hidden=hidden,
                    hidden_start=torch.zeros(B, dtype=torch.long, device=device),
                    carry=[torch.zeros(B, H, dtype=hidden.dtype, device=device) for _ in range(k)])
+    if fast_draft and dtype == torch.float32 and model.config._attn_implementation == "sdpa":
+        st.layers = [FastMTPLayer(model.model.mtp_layers[i], model.config) for i in range(k)]
+        st.rope = RopeTable(model, max_slots + 1, hidden)
+        if B == 1:
+            st.solo = [0] * k
+            st.causal = torch.ones(max_slots, max_slots, dtype=torch.bool, device=device).tril()
     accepted, drafted = [0] * k, [0] * k
     passes = 1
     rows = list(range(B))  # original index of each live row

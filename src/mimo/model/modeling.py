@@ -23,6 +23,7 @@ own KV cache, which needs just ``update(key, value, layer_idx)``.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from dataclasses import dataclass
 
@@ -45,6 +46,7 @@ from mimo.model.config import MiMoConfig
 IGNORE_INDEX = -100
 
 
+@functools.cache
 def _cache_kw() -> str:
     """The name under which a Qwen2 decoder layer takes its KV cache: ``past_key_values`` up to transformers 5.19,
     ``cache`` from 5.20 on (which still accepts the old name, with a deprecation warning).  Passing the wrong one
