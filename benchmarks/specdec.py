@@ -63,6 +63,41 @@ def build_deep(cache: Path, threads: int) -> Path:
     return final
 
 
+def _summary_table(rows: list[dict]) -> str:
+    """The rows in the issue's format: engine, mode, draft layers, temperature, batch; speedup against the same
+    engine's plain decoding at the same temperature and batch."""
+    plain = {(r["engine"], r["temperature"], r["batch"]): r["tokens_per_s"] for r in rows if r["mode"] == "plain"}
+    lines = ["| engine | mode | draft layers | temperature | batch | tokens/s | speedup | acceptance per draft "
+             "position | tokens per verify | greedy tokens = plain |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        base = plain.get((r["engine"], r["temperature"], r["batch"]))
+        sp = f"{r['tokens_per_s'] / base:.2f}x" if base else "-"
+        acc = " / ".join(f"{a:.0%}" for a in r.get("acceptance", [])) or "-"
+        mal = f"{r['mean_accepted_length']:.2f}" if "mean_accepted_length" in r else "-"
+        same = r.get("same_tokens_as_mimo", r.get("greedy_identical"))
+        same = "-" if same is None or r["temperature"] > 0 else ("yes" if same else "no")
+        layers = r["draft_layers"] if r["engine"] == "mimo" or not r["draft_layers"] else \
+            f"1 (x{r['num_speculative_tokens']})"
+        lines.append(f"| {r['engine']} | {r['mode']} | {layers} | {r['temperature']} | {r['batch']} | "
+                     f"{r['tokens_per_s']:.0f} | {sp} | {acc} | {mal} | {same} |")
+    return "\n".join(lines)
+
+
+def best_depths(rows: list[dict], temperature: float) -> list[list[int]]:
+    """Per measured batch size, the mimo draft depth with the most tokens/s at ``temperature`` (0 = plain), as
+    ``config.mtp_draft_depths`` takes it: ``[[largest batch, depth], ...]``; batches between two measured sizes
+    take the smaller size's choice, batches above the largest get its choice."""
+    by_batch: dict[int, tuple[float, int]] = {}
+    for r in rows:
+        if r["engine"] == "mimo" and r["temperature"] == temperature:
+            cur = by_batch.get(r["batch"])
+            if cur is None or r["tokens_per_s"] > cur[0]:
+                by_batch[r["batch"]] = (r["tokens_per_s"], r["draft_layers"])
+    sizes = sorted(by_batch)
+    table = [[nxt - 1, by_batch[b][1]] for b, nxt in zip(sizes, sizes[1:])]
+    return table + [[1 << 30, by_batch[sizes[-1]][1]]] if sizes else []
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=None, help="model directory with MTP layers (default: the --shape model)")
@@ -71,16 +106,23 @@ def main(argv: list[str] | None = None) -> int:
                          "runs/tiny/mtp/final")
     ap.add_argument("--cache", default="~/.cache/mimo/specdec", help="where the deep benchmark model is cached")
     ap.add_argument("--json", default=None, metavar="FILE", help="write the results as JSON")
-    ap.add_argument("--prompts", type=int, default=16, help="held-out toy problems")
-    ap.add_argument("--format", choices=("chat", "text"), default="chat", help="prompt format")
+    ap.add_argument("--prompts", type=int, default=16, help="held-out toy problems (at least one full batch)")
+    ap.add_argument("--format", choices=("chat", "text"), default=None,
+                    help="prompt format (default: text for the deep model, which is pretrained only; else chat)")
     ap.add_argument("--max-new-tokens", type=int, default=96)
-    ap.add_argument("--batch-size", type=int, default=1)
+    ap.add_argument("--batches", default="1", help="comma-separated batch sizes, e.g. 1,4,16,64")
     ap.add_argument("--num-draft", type=int, default=None, help="draft depth (default: all MTP layers)")
     ap.add_argument("--temperatures", default="0,0.6", help="comma-separated; 0 (greedy) is the headline")
+    ap.add_argument("--top-p", type=float, default=0.95, help="nucleus for sampled rows (greedy ignores it)")
     ap.add_argument("--no-peers", action="store_true", help="skip transformers' generate / prompt lookup")
+    ap.add_argument("--vllm", default="", help="comma-separated vLLM num_speculative_tokens to run beside plain vLLM "
+                                              "(e.g. 1 or 1,3); empty: no vLLM rows")
     ap.add_argument("--repeats", type=int, default=3, help="runs per configuration; the fastest counts")
-    ap.add_argument("--depths", default="", help="comma-separated extra greedy draft depths, e.g. 1,2")
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--depths", default="", help="comma-separated extra draft depths, e.g. 1,2")
+    ap.add_argument("--save-depths", action="store_true",
+                    help="write the measured best depth per batch size (at the last temperature) into the model's "
+                         "config.json as mtp_draft_depths, which generate(num_draft=None) then follows")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (vLLM: cores bound)")
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
 
@@ -95,11 +137,14 @@ def main(argv: list[str] | None = None) -> int:
         model_dir = build_deep(Path(args.cache), max(args.threads, 2))
     else:
         model_dir = Path("runs/tiny/mtp/final")
+    fmt = args.format or ("text" if args.model is None and args.shape == "deep" else "chat")
+    batches = [int(b) for b in args.batches.split(",") if b]
+    n_prompts = max([args.prompts] + batches)
     if (model_dir / "config.json").is_file():
         from mimo.model.io import load_model_dir
 
         model, tok = load_model_dir(model_dir, device=args.device)
-        prompts = heldout_prompts(tok, args.prompts, fmt=args.format)
+        prompts = heldout_prompts(tok, n_prompts, fmt=fmt)
         stop_ids, source = tok.stop_ids, str(model_dir)
     else:
         from mimo.model import MiMoForCausalLM, ModelSpec
@@ -109,34 +154,64 @@ def main(argv: list[str] | None = None) -> int:
         torch.manual_seed(0)
         model = MiMoForCausalLM(ModelSpec(vocab_size=512, num_nextn_predict_layers=3).to_hf()).to(args.device)
         g = torch.Generator().manual_seed(0)
-        prompts = [torch.randint(1, 512, (32,), generator=g).tolist() for _ in range(args.prompts)]
+        prompts = [torch.randint(1, 512, (32,), generator=g).tolist() for _ in range(n_prompts)]
         stop_ids, source = [], "random-init (no trained model found)"
     model.eval()
     temps = tuple(float(t) for t in args.temperatures.split(","))
-    print(f"[specdec] {source}: {model.num_mtp_layers} MTP layers, {len(prompts)} prompts, "
-          f"{args.max_new_tokens} new tokens, batch {args.batch_size}, {torch.get_num_threads()} threads", flush=True)
-    res = specdec_benchmark(model, prompts, args.max_new_tokens, stop_ids, temps, num_draft=args.num_draft,
-                            batch_size=args.batch_size, peers=not args.no_peers, repeats=args.repeats,
-                            depths=tuple(int(d) for d in args.depths.split(",") if d))
-    res["model"] = source
+    depths = tuple(int(d) for d in args.depths.split(",") if d)
+    rows, results, reference = [], {}, {}
+    for bs in batches:
+        n = max(args.prompts, bs)
+        print(f"[specdec] {source}: {model.num_mtp_layers} MTP layers, {n} {fmt} prompts, {args.max_new_tokens} new "
+              f"tokens, batch {bs}, top-p {args.top_p}, {torch.get_num_threads()} threads", flush=True)
+        res = specdec_benchmark(model, prompts[:n], args.max_new_tokens, stop_ids, temps, top_p=args.top_p,
+                                num_draft=args.num_draft, batch_size=bs, peers=not args.no_peers and bs == 1,
+                                repeats=args.repeats, depths=depths)
+        results[bs] = res
+        rows += [dict(r, greedy_identical=res.get("greedy_identical")) if r["mode"] == "speculative" else r
+                 for r in res["rows"]]
+        reference[bs] = res.get("greedy_outputs")
+    if args.vllm and (model_dir / "config.json").is_file():
+        from mimo.infer.bench import vllm_rows
+
+        rows += vllm_rows(str(model_dir), prompts, args.max_new_tokens, stop_ids, temps, tuple(batches),
+                          top_p=args.top_p, speculative_tokens=tuple(int(x) for x in args.vllm.split(",")),
+                          threads=args.threads, repeats=args.repeats,
+                          reference={b: r for b, r in reference.items() if r is not None},
+                          prompts_per_batch={bs: max(args.prompts, bs) for bs in batches})
+    out = {"rows": rows, "model": source, "format": fmt, "top_p": args.top_p, "max_new_tokens": args.max_new_tokens,
+           "threads": args.threads, "repeats": args.repeats,
+           "peer_rows": [r for res in results.values() for r in res.get("peer_rows", [])],
+           "auto_depths": {str(t): best_depths(rows, t) for t in temps}}
+    first = results[batches[0]]
+    for key in ("acceptance", "acceptance_unconditional", "mean_accepted_length", "tokens_per_s_plain",
+                "tokens_per_s_speculative", "speedup", "speedup_cpu_time", "greedy_identical"):
+        if key in first:
+            out[key] = first[key]
     print()
-    print(markdown_table(res))
-    if "speedup" in res:
-        print(f"\ngreedy: acceptance per MTP layer {' / '.join(f'{a:.1%}' for a in res['acceptance'])} "
-              f"(unconditional {' / '.join(f'{a:.1%}' for a in res['acceptance_unconditional'])}), "
-              f"{res['mean_accepted_length']:.2f} tokens per verify, speedup {res['speedup']:.2f}x "
-              f"(CPU time {res['speedup_cpu_time']:.2f}x); a plain step {res['ms_per_step_plain']:.2f} ms, a "
-              f"verification {res['ms_per_verify']:.2f} ms, drafting {res['ms_per_draft_layer']:.2f} ms per MTP layer; "
-              f"outputs identical to plain: {res['greedy_identical']}")
-    if "speedup" in res:
-        # What the same acceptance buys where decode is memory-bound and an MTP layer is one block of many: the
-        # 7B has 36 main layers, each MTP layer is one more block, and verifying k+1 tokens costs about one step.
-        k = len(res["acceptance"])
-        res["speedup_projected_7b"] = res["mean_accepted_length"] / (1 + k / 36)
-        print(f"projected at 7B shape (verify ~ one decode step, one MTP layer ~ 1/36 of it): "
-              f"{res['speedup_projected_7b']:.2f}x -- arithmetic on the measured acceptance, not a measurement")
+    print(_summary_table(rows))
+    if out["peer_rows"]:
+        print()
+        print(markdown_table({"rows": [r for r in rows if r["engine"] == "mimo" and r["batch"] == batches[0]],
+                              "peer_rows": out["peer_rows"]}))
+    if "speedup" in first:
+        print(f"\nbatch {batches[0]}, greedy: acceptance per MTP layer "
+              f"{' / '.join(f'{a:.1%}' for a in first['acceptance'])} (unconditional "
+              f"{' / '.join(f'{a:.1%}' for a in first['acceptance_unconditional'])}), "
+              f"{first['mean_accepted_length']:.2f} tokens per verify, speedup {first['speedup']:.2f}x; a plain step "
+              f"{first['ms_per_step_plain']:.2f} ms, a verification {first['ms_per_verify']:.2f} ms, drafting "
+              f"{first['ms_per_draft_layer']:.2f} ms per MTP layer; outputs identical to plain: "
+              f"{first['greedy_identical']}")
+    for t, table in out["auto_depths"].items():
+        print(f"best draft depth by batch size at T={t}: {table}")
+    if args.save_depths and (model_dir / "config.json").is_file():
+        cfg_path = model_dir / "config.json"
+        cfg = json.loads(cfg_path.read_text())
+        cfg["mtp_draft_depths"] = out["auto_depths"][str(temps[-1])]
+        cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
+        print(f"[specdec] wrote mtp_draft_depths = {cfg['mtp_draft_depths']} into {cfg_path}")
     if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
     return 0
 
 

@@ -55,6 +55,13 @@ def test_quick_demo_report_schema(quick):
     acc = report["mtp"]["acceptance"]
     assert len(acc) == cfg["mtp_layers"] and all(0.0 <= a <= 1.0 for a in acc)
     assert isinstance(report["mtp"]["speedup"], float) and report["mtp"]["speedup"] > 0
+    best = report["mtp"]["best"]  # the best draft depth per temperature, and whether it pays
+    assert set(best) == {"0.0", "0.6"}
+    for b in best.values():
+        assert 1 <= b["depth"] <= cfg["mtp_layers"] and len(b["acceptance"]) == b["depth"]
+        assert b["speedup"] == pytest.approx(b["tokens_per_s"] / b["plain_tokens_per_s"])
+        word = "pays" if b["speedup"] > 1.0 else "**does not pay**"
+        assert f"speculative decoding {word} ({b['speedup']:.2f}x" in (out / "report.md").read_text()
     for key in ("idle_ratio", "waste_ratio"):
         assert isinstance(report["rollout"][key], float) and 0.0 <= report["rollout"][key] <= 1.0
     assert isinstance(report["seconds"], float) and report["seconds"] > 0

@@ -161,6 +161,21 @@ def test_speculative_runs_on_a_random_model_with_k_layers(tiny_model):
         generate(model, prompts, 4, speculative=True, num_draft=3)
 
 
+def test_draft_depth_follows_the_batch_size_table(tiny_model):
+    """num_draft=None picks the depth by batch size (capped at the model's layers, 0 = plain decoding); a model's
+    own measured table (config.mtp_draft_depths) replaces the default."""
+    model = tiny_model(seed=1, num_nextn_predict_layers=2)
+    assert [speculative.auto_num_draft(model, b) for b in (1, 15, 16, 31, 32, 63, 64, 4096)] == [2, 2, 2, 2, 1, 1, 0, 0]
+    model.config.mtp_draft_depths = [[1, 1], [8, 2]]
+    assert [speculative.auto_num_draft(model, b) for b in (1, 2, 8, 9)] == [1, 2, 2, 0]
+    prompts = _prompts(9, 64, seed=1)
+    plain = generate(model, prompts, 8, stop_ids=[])
+    for batch, depth in ((prompts[:1], 1), (prompts[:8], 2), (prompts, 0)):
+        stats = GenerationStats()
+        assert generate(model, batch, 8, stop_ids=[], speculative=True, stats=stats) == plain[:len(batch)]
+        assert len(stats.drafted) == depth and all(d > 0 for d in stats.drafted)
+
+
 def test_kv_cache_compact_keeps_valid_slots_in_order():
     cache = KVCache(1, batch=2, max_slots=8, num_kv_heads=1, head_dim=1)
     valid = torch.tensor([[True, False, True, True, False], [False, True, False, False, True]])
@@ -304,7 +319,7 @@ def test_sampling_distribution_matches_plain(tiny_config, temperature, top_p):
     stats = GenerationStats()
     for spec, seed in ((True, 1), (False, 2)):
         outs = generate(model, [prompt] * N, n, temperature=temperature, top_p=top_p, speculative=spec, seed=seed,
-                        stop_ids=[], stats=stats if spec else None)
+                        stop_ids=[], stats=stats if spec else None, num_draft=2 if spec else None)
         idx = torch.tensor(outs) @ torch.tensor([V * V, V, 1])
         counts = torch.bincount(idx, minlength=V ** n)
         assert _chi2_pvalue(counts, N * exact.flatten()) > 1e-3, spec

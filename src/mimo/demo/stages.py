@@ -381,7 +381,7 @@ def evaluate_family(cfg, out: Path, models: dict[str, Path], curve_runs: dict[st
 def measure_specdec(cfg, out: Path, model_dir: Path) -> tuple[dict, bool]:
     """Speculative vs plain decoding on the MTP model; reused from ``specdec.json`` while the model is the same."""
     math_p, _ = heldout_problems(cfg)
-    key = {"weights": weights_digest(model_dir), "prompts": cfg.specdec_prompts, "quick": cfg.quick}
+    key = {"weights": weights_digest(model_dir), "prompts": cfg.specdec_prompts, "quick": cfg.quick, "depths": "all"}
     saved = out / "specdec.json"
     if saved.is_file():
         old = json.loads(saved.read_text())
@@ -389,8 +389,10 @@ def measure_specdec(cfg, out: Path, model_dir: Path) -> tuple[dict, bool]:
             return old, False
     model, tok = load_model_dir(model_dir)
     prompts = [tok.chat_prompt(p.prompt_text()) for p in math_p[: cfg.specdec_prompts]]
+    # every draft depth, so the report can say which one pays (if any) at each temperature
     res = specdec_benchmark(model, prompts, max_new_tokens=96, stop_ids=tok.stop_ids, temperatures=(0.0, 0.6),
-                            peers=False, repeats=1 if cfg.quick else 2, log=lambda s: print(f"[demo/specdec] {s}"))
+                            top_p=0.95, peers=False, repeats=1 if cfg.quick else 2,
+                            depths=tuple(range(1, model.num_mtp_layers)), log=lambda s: print(f"[demo/specdec] {s}"))
     res["key"] = key
     write_json(saved, res)
     return res, True

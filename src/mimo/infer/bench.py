@@ -102,6 +102,7 @@ def specdec_benchmark(model, prompts: list[list[int]], max_new_tokens: int = 128
     Returns ``{"acceptance": [per MTP layer, greedy], "tokens_per_s_plain", "tokens_per_s_speculative",
     "speedup"}`` (greedy) plus ``rows`` (one per configuration) and details."""
     model.eval()
+    num_draft = num_draft or model.num_mtp_layers  # explicit: generate(num_draft=None) would pick by batch size
     measure(model, prompts[:1], 8, speculative=False, stop_ids=stop_ids)  # warm-up (allocator, kernels)
     measure(model, prompts[:1], 8, speculative=True, stop_ids=stop_ids, num_draft=num_draft)
     configs: list[tuple[str, float, object]] = []  # (method, temperature, run) in table order
@@ -111,11 +112,10 @@ def specdec_benchmark(model, prompts: list[list[int]], max_new_tokens: int = 128
         configs.append(("mtp-speculative", temp, lambda t=temp: measure(
             model, prompts, max_new_tokens, True, t, top_p, num_draft=num_draft, stop_ids=stop_ids,
             batch_size=batch_size)))
-        if temp <= 0:
-            for d in depths:
-                configs.append((f"mtp-speculative, {d} draft{'s' if d > 1 else ''}", temp, lambda t=temp, d=d: measure(
-                    model, prompts, max_new_tokens, True, t, top_p, num_draft=d, stop_ids=stop_ids,
-                    batch_size=batch_size)))
+        for d in depths:
+            configs.append((f"mtp-speculative, {d} draft{'s' if d > 1 else ''}", temp, lambda t=temp, d=d: measure(
+                model, prompts, max_new_tokens, True, t, top_p, num_draft=d, stop_ids=stop_ids,
+                batch_size=batch_size)))
     if peers:
         for name, lookup in (("transformers generate", None), ("transformers prompt-lookup", 10)):
             configs.append((name, 0.0, lambda lk=lookup: _hf_generate(model, prompts, max_new_tokens, stop_ids, lk)))
@@ -136,7 +136,9 @@ def specdec_benchmark(model, prompts: list[list[int]], max_new_tokens: int = 128
             if i not in best or r["seconds"] < best[i]["seconds"]:
                 best[i] = r
     rows: list[dict] = []
+    peer_rows: list[dict] = []
     plain_at: dict[float, dict] = {}
+    k = num_draft
     for i, (name, temp, _) in enumerate(configs):
         if i not in best:
             continue
@@ -144,15 +146,19 @@ def specdec_benchmark(model, prompts: list[list[int]], max_new_tokens: int = 128
         if name == "plain":
             plain_at[temp] = r
         row = _row(name, temp, r, plain_at.get(temp))
+        if not name.startswith("transformers"):  # the row format of benchmarks/specdec.py --json
+            depth = 0 if name == "plain" else int(name.split(", ")[1].split()[0]) if ", " in name else k
+            row.update(engine="mimo", mode="plain" if depth == 0 else "speculative", batch=batch_size,
+                       draft_layers=depth, acceptance=[])
         for key in ("acceptance", "acceptance_unconditional", "mean_accepted_length", "draft_cost", "ms_per_verify",
                     "ms_per_draft_layer", "ms_per_step"):
             if key in r:
                 row[key] = r[key]
         if name.startswith("transformers") and 0.0 in plain_at:
             row["same_tokens_as_plain"] = r["outputs"] == plain_at[0.0]["outputs"]
-        rows.append(row)
+        (peer_rows if name.startswith("transformers") else rows).append(row)
         log(_row_text(row))
-    result = {"rows": rows, "num_prompts": len(prompts), "max_new_tokens": max_new_tokens,
+    result = {"rows": rows, "peer_rows": peer_rows, "num_prompts": len(prompts), "max_new_tokens": max_new_tokens,
               "batch_size": batch_size, "num_draft": num_draft or model.num_mtp_layers,
               "threads": torch.get_num_threads(), "repeats": repeats}
     greedy = {c[0]: best[i] for i, c in enumerate(configs) if c[1] <= 0 and i in best}
@@ -166,7 +172,7 @@ def specdec_benchmark(model, prompts: list[list[int]], max_new_tokens: int = 128
                       tokens_per_s_plain=plain["tokens_per_s"], tokens_per_s_speculative=spec["tokens_per_s"],
                       speedup=spec["tokens_per_s"] / plain["tokens_per_s"],
                       speedup_cpu_time=spec["tokens_per_cpu_s"] / plain["tokens_per_cpu_s"],
-                      greedy_identical=plain["outputs"] == spec["outputs"])
+                      greedy_identical=plain["outputs"] == spec["outputs"], greedy_outputs=plain["outputs"])
     return result
 
 
@@ -186,7 +192,7 @@ def _row_text(row: dict) -> str:
             f"({row['tokens_per_cpu_s']:.1f} per CPU-s)")
     if row.get("speedup") is not None:
         text += f"  x{row['speedup']:.2f} (CPU time x{row['speedup_cpu_time']:.2f})"
-    if "acceptance" in row:
+    if row.get("acceptance"):
         text += "  acceptance " + " ".join(f"{a:.0%}" for a in row["acceptance"])
         text += (f"  (tokens/verify {row['mean_accepted_length']:.2f}; verify {row['ms_per_verify']:.2f} ms, "
                  f"draft {row['ms_per_draft_layer']:.2f} ms per MTP layer)")
@@ -200,7 +206,7 @@ def markdown_table(result: dict) -> str:
     lines = ["| method | temperature | tokens/s (wall) | speedup (wall) | tokens per CPU-s | speedup (CPU time) "
              "| acceptance per MTP layer | tokens per verify |",
              "|---|---|---|---|---|---|---|---|"]
-    for r in result["rows"]:
+    for r in result["rows"] + result.get("peer_rows", []):
         acc = " / ".join(f"{a:.0%}" for a in r.get("acceptance", [])) or "-"
         mal = f"{r['mean_accepted_length']:.2f}" if "mean_accepted_length" in r else "-"
         sp = f"{r['speedup']:.2f}x" if r.get("speedup") is not None else "-"
@@ -230,15 +236,16 @@ def _vllm_counters(llm) -> dict:
 def vllm_rows(model_dir: str, prompts: list[list[int]], max_new_tokens: int, stop_ids: list[int],
               temperatures: tuple[float, ...], batch_sizes: tuple[int, ...], top_p: float = 1.0,
               speculative_tokens: tuple[int, ...] = (1,), threads: int = 1, repeats: int = 1,
-              reference: dict | None = None, log=print) -> list[dict]:
+              reference: dict | None = None, prompts_per_batch: dict[int, int] | None = None,
+              log=print) -> list[dict]:
     """vLLM on the same checkpoint and prompts: plain and MTP-speculative (``num_speculative_tokens`` = each of
     ``speculative_tokens``; vLLM drafts with MTP layer 1 only, chained on itself) per temperature and batch size.
 
     One engine per configuration (the speculative config is fixed at start-up), bound to ``threads`` cores
     (``VLLM_CPU_OMP_THREADS_BIND``), fp32, greedy/seeded sampling with mimo's stop set.  Rows use the JSON row
-    format of :func:`specdec_rows`; acceptance is vLLM's per-position acceptance (position i accepted given
+    format of ``benchmarks/specdec.py --json``; acceptance is vLLM's per-position acceptance (position i accepted given
     positions < i were).  ``reference``: ``{batch: mimo greedy plain outputs}``, to report whether vLLM's greedy
-    tokens equal mimo's."""
+    tokens equal mimo's.  ``prompts_per_batch``: how many of the prompts each batch size runs (default all)."""
     import os
 
     from vllm import LLM, SamplingParams
@@ -254,16 +261,17 @@ def vllm_rows(model_dir: str, prompts: list[list[int]], max_new_tokens: int, sto
             llm.generate([{"prompt_token_ids": prompts[0]}], SamplingParams(max_tokens=8), use_tqdm=False)  # warm-up
             for temp in temperatures:
                 for bs in batch_sizes:
+                    use = prompts[:(prompts_per_batch or {}).get(bs, len(prompts))]
                     best = None
                     for _ in range(max(1, repeats)):
                         before = _vllm_counters(llm)
                         outs, t0 = [], time.perf_counter()
-                        for i in range(0, len(prompts), bs):
+                        for i in range(0, len(use), bs):
                             params = [SamplingParams(temperature=temp, top_p=top_p if temp > 0 else 1.0,
                                                      max_tokens=max_new_tokens, seed=i + j, ignore_eos=True,
                                                      stop_token_ids=stop_ids, detokenize=False)
-                                      for j in range(len(prompts[i:i + bs]))]
-                            res = llm.generate([{"prompt_token_ids": p} for p in prompts[i:i + bs]], params,
+                                      for j in range(len(use[i:i + bs]))]
+                            res = llm.generate([{"prompt_token_ids": p} for p in use[i:i + bs]], params,
                                                use_tqdm=False)
                             outs += [list(r.outputs[0].token_ids) for r in res]
                         seconds = time.perf_counter() - t0

@@ -22,7 +22,7 @@ from mimo.infer.decoding import (
     sample_logits,
     stop_set,
 )
-from mimo.infer.speculative import speculative_generate
+from mimo.infer.speculative import auto_num_draft, speculative_generate
 from mimo.model.io import load_model_dir, resolve_device
 
 
@@ -34,14 +34,18 @@ def generate(model, input_ids: list[list[int]], max_new_tokens: int, temperature
     """New tokens per prompt (a stop token, when produced, ends the list and is included).
 
     ``speculative`` drafts with the model's MTP layers (:mod:`mimo.infer.speculative`); the output distribution is
-    unchanged (identical under greedy).  ``on_token(b, token)`` streams tokens as they are accepted.
+    unchanged (identical under greedy).  ``num_draft``: the draft depth; None picks it by batch size
+    (:func:`~mimo.infer.speculative.auto_num_draft`, which turns drafting off for large batches).
+    ``on_token(b, token)`` streams tokens as they are accepted.
     ``abort()`` is polled before every decode step; when it returns True, :class:`GenerationAborted` is raised.
     ``logprobs``, when a list, receives per prompt the log-prob of each sampled token under
     ``softmax(logits / temperature)`` (before top-p), which RL uses as the rollout policy's log-probs.
     """
     if speculative and getattr(model, "num_mtp_layers", 0) > 0:
-        return speculative_generate(model, input_ids, max_new_tokens, temperature, top_p, seed, stop_ids,
-                                    num_draft, stats, on_token, abort=abort, logprobs=logprobs)
+        depth = auto_num_draft(model, len(input_ids)) if num_draft is None else num_draft
+        if depth > 0:
+            return speculative_generate(model, input_ids, max_new_tokens, temperature, top_p, seed, stop_ids,
+                                        depth, stats, on_token, abort=abort, logprobs=logprobs)
     t0 = time.perf_counter()
     stops = stop_set(stop_ids, model)
     device = next(model.parameters()).device
