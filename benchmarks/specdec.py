@@ -195,13 +195,15 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown_table({"rows": [r for r in rows if r["engine"] == "mimo" and r["batch"] == batches[0]],
                               "peer_rows": out["peer_rows"]}))
     if "speedup" in first:
+        rest = first["ms_per_round"] - first["ms_per_verify"] - len(first["acceptance"]) * first["ms_per_draft_layer"]
         print(f"\nbatch {batches[0]}, greedy: acceptance per MTP layer "
               f"{' / '.join(f'{a:.1%}' for a in first['acceptance'])} (unconditional "
               f"{' / '.join(f'{a:.1%}' for a in first['acceptance_unconditional'])}), "
               f"{first['mean_accepted_length']:.2f} tokens per verify, speedup {first['speedup']:.2f}x; a plain step "
               f"{first['ms_per_step_plain']:.2f} ms, a verification {first['ms_per_verify']:.2f} ms, drafting "
-              f"{first['ms_per_draft_layer']:.2f} ms per MTP layer; outputs identical to plain: "
-              f"{first['greedy_identical']}")
+              f"{first['ms_per_draft_layer']:.2f} ms per MTP layer, the rest of a round (prefill share, "
+              f"acceptance bookkeeping, emitting) {rest:.2f} ms; "
+              f"outputs identical to plain: {first['greedy_identical']}")
     for t, table in out["auto_depths"].items():
         print(f"best draft depth by batch size at T={t}: {table}")
     if args.save_depths and (model_dir / "config.json").is_file():

@@ -56,7 +56,7 @@ def measure(model, prompts: list[list[int]], max_new_tokens: int, speculative: b
         res.update(acceptance=stats.acceptance(), acceptance_unconditional=stats.acceptance_unconditional(),
                    mean_accepted_length=stats.mean_accepted_length(),
                    draft_cost=stats.draft_seconds / max(stats.verify_seconds, 1e-9),
-                   ms_per_verify=1e3 * stats.verify_seconds / rounds,
+                   ms_per_verify=1e3 * stats.verify_seconds / rounds, ms_per_round=1e3 * stats.seconds / rounds,
                    ms_per_draft_layer=1e3 * stats.draft_seconds / rounds / len(stats.drafted))
     else:  # one decode step per token after the first (prefill)
         res["ms_per_step"] = 1e3 * stats.seconds / max(stats.forward_passes, 1)
@@ -151,7 +151,7 @@ def specdec_benchmark(model, prompts: list[list[int]], max_new_tokens: int = 128
             row.update(engine="mimo", mode="plain" if depth == 0 else "speculative", batch=batch_size,
                        draft_layers=depth, acceptance=[])
         for key in ("acceptance", "acceptance_unconditional", "mean_accepted_length", "draft_cost", "ms_per_verify",
-                    "ms_per_draft_layer", "ms_per_step"):
+                    "ms_per_draft_layer", "ms_per_step", "ms_per_round"):
             if key in r:
                 row[key] = r[key]
         if name.startswith("transformers") and 0.0 in plain_at:
@@ -169,6 +169,7 @@ def specdec_benchmark(model, prompts: list[list[int]], max_new_tokens: int = 128
                       mean_accepted_length=spec.get("mean_accepted_length", 1.0),
                       draft_cost=spec.get("draft_cost"), ms_per_step_plain=plain["ms_per_step"],
                       ms_per_verify=spec.get("ms_per_verify"), ms_per_draft_layer=spec.get("ms_per_draft_layer"),
+                      ms_per_round=spec.get("ms_per_round"),
                       tokens_per_s_plain=plain["tokens_per_s"], tokens_per_s_speculative=spec["tokens_per_s"],
                       speedup=spec["tokens_per_s"] / plain["tokens_per_s"],
                       speedup_cpu_time=spec["tokens_per_cpu_s"] / plain["tokens_per_cpu_s"],
