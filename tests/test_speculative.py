@@ -327,6 +327,21 @@ def test_sampling_distribution_matches_plain(tiny_config, temperature, top_p):
     assert 0.2 < rate < 0.95  # drafts are accepted sometimes, rejected sometimes
 
 
+def test_sampling_distribution_matches_plain_one_sequence_at_a_time(tiny_config):
+    """The batch-of-one path (its own drafting and verification code) under the same chi-square test: 2-token
+    continuations at T=0.6, top-p 0.95, one generate call per sample."""
+    V, N, n, temperature, top_p = 6, 2000, 2, 0.6, 0.95
+    model = agreeable_model(tiny_config, 0.5, 0.3, k=2, vocab=V, sharpen=40.0 * temperature)
+    prompt = [1, 4, 2]
+    exact = _exact_sequence_probs(model, prompt, n, temperature, top_p)
+    stats = GenerationStats()
+    outs = [speculative.speculative_generate(model, [prompt], n, temperature, top_p, seed=s, stop_ids=[],
+                                             stats=stats)[0] for s in range(N)]
+    counts = torch.bincount(torch.tensor(outs) @ torch.tensor([V, 1]), minlength=V ** n)
+    assert _chi2_pvalue(counts, N * exact.flatten()) > 1e-3
+    assert 0.2 < stats.accepted[0] / stats.drafted[0] < 0.95
+
+
 def test_logprobs_and_abort_under_speculation(tiny_config):
     """RL rollouts read per-token log-probs and abort early; speculation gives the plain path's values."""
     from mimo.infer.decoding import GenerationAborted
