@@ -164,8 +164,10 @@ def test_speculative_runs_on_a_random_model_with_k_layers(tiny_model):
 def test_draft_depth_follows_the_batch_size_table(tiny_model):
     """num_draft=None picks the depth by batch size (capped at the model's layers, 0 = plain decoding); a model's
     own measured table (config.mtp_draft_depths) replaces the default."""
-    model = tiny_model(seed=1, num_nextn_predict_layers=2)
-    assert [speculative.auto_num_draft(model, b) for b in (1, 15, 16, 31, 32, 63, 64, 4096)] == [2, 2, 2, 2, 1, 1, 0, 0]
+    model = tiny_model(seed=1, num_nextn_predict_layers=2)  # 2 main layers: the shallow table
+    assert [speculative.auto_num_draft(model, b) for b in (1, 3, 4, 8, 9, 4096)] == [2, 2, 1, 1, 0, 0]
+    deep = tiny_model(seed=1, num_nextn_predict_layers=3, num_hidden_layers=8)
+    assert [speculative.auto_num_draft(deep, b) for b in (1, 15, 16, 31, 32, 63, 64)] == [3, 3, 2, 2, 1, 1, 0]
     model.config.mtp_draft_depths = [[1, 1], [8, 2]]
     assert [speculative.auto_num_draft(model, b) for b in (1, 2, 8, 9)] == [1, 2, 2, 0]
     prompts = _prompts(9, 64, seed=1)

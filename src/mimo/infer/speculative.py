@@ -374,16 +374,23 @@ def _token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: flo
 
 # Draft depth by batch size: ``(largest batch, depth)`` in order; 0 = decode plainly.  A verification of k+1
 # tokens per row costs about one decode step only while a step is bound by dispatch and weight reads; as batches
-# grow, each step is more arithmetic and drafting pays less.  The default is the fastest depth per batch size at
-# T=0.6 on the 16-layer benchmark model, one CPU thread (``benchmarks/specdec.py --batches 1,4,16,32,64``, see the
-# README): a machine or model of another shape has its own, which ``benchmarks/specdec.py --save-depths`` writes
-# into the model's config as ``mtp_draft_depths``.
-DRAFT_DEPTHS: tuple[tuple[int, int], ...] = ((15, 3), (31, 2), (63, 1), (1 << 30, 0))
+# grow, each step is more arithmetic and drafting pays less, and the sooner the fewer main layers share the cost
+# of an MTP layer.  The defaults are the fastest depth per batch size at T=0.6, one CPU thread
+# (``benchmarks/specdec.py --batches 1,4,8,16,32,64``, see the README), on two shapes: the 16-layer benchmark
+# model (for models of 8 main layers or more) and the 4-layer tiny shape (below 8).  Another machine or model has
+# its own, which ``benchmarks/specdec.py --save-depths`` writes into the model's config as ``mtp_draft_depths``.
+DRAFT_DEPTHS: tuple[tuple[int, tuple[tuple[int, int], ...]], ...] = (
+    (8, ((15, 3), (31, 2), (63, 1), (1 << 30, 0))),  # (fewest main layers, table)
+    (0, ((3, 2), (8, 1), (1 << 30, 0))),
+)
 
 
 def auto_num_draft(model, batch: int) -> int:
     """The draft depth for a batch of ``batch`` rows (0: no drafting), at most the model's MTP layers."""
-    table = getattr(model.config, "mtp_draft_depths", None) or DRAFT_DEPTHS
+    table = getattr(model.config, "mtp_draft_depths", None)
+    if not table:
+        layers = model.config.num_hidden_layers
+        table = next(t for fewest, t in DRAFT_DEPTHS if layers >= fewest)
     for largest, depth in table:
         if batch <= int(largest):
             return min(int(depth), model.num_mtp_layers)
