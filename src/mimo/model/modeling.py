@@ -101,6 +101,11 @@ class MiMoCausalLMOutput(ModelOutput):
     mtp_accuracies: list[torch.Tensor] | None = None  # top-1 accuracy of each MTP layer on its targets
     hidden_states: torch.Tensor | None = None  # (B, T, H) the state MTP layer 0 reads (see mtp_hidden_source)
 
+    @property
+    def past_key_values(self) -> Cache | None:
+        """The cache under the name transformers' output classes use (its prompt-lookup decoding reads it)."""
+        return self.cache
+
 
 class MiMoModel(Qwen2Model):
     config_class = MiMoConfig
