@@ -36,9 +36,12 @@ def heldout_prompts(tokenizer, n: int, tasks: ToyTaskSpec | None = None, seed: i
 def measure(model, prompts: list[list[int]], max_new_tokens: int, speculative: bool, temperature: float = 0.0,
             top_p: float = 1.0, num_draft: int | None = None, stop_ids: list[int] | None = None,
             batch_size: int = 1, seed: int = 0) -> dict:
-    """One configuration over all prompts, ``batch_size`` at a time.  Returns tokens, seconds, tokens_per_s, the
-    outputs and, when speculative, acceptance per MTP layer (conditional and unconditional, see GenerationStats)
+    """One configuration over all prompts, ``batch_size`` at a time (speculative: ``num_draft`` drafts, default
+    every MTP layer).  Returns tokens, seconds, tokens_per_s, the outputs and, when speculative, acceptance per MTP
+    layer (conditional and unconditional, see GenerationStats)
     and the mean accepted length (tokens per main-model forward)."""
+    if speculative and num_draft is None:  # every MTP layer: generate(num_draft=None) would pick by batch size
+        num_draft = model.num_mtp_layers
     stats = GenerationStats()
     outs: list[list[int]] = []
     cpu = time.process_time()
