@@ -188,7 +188,6 @@ class SpecState:
     layers: list[FastMTPLayer] | None = None  # the drafting forward of each MTP layer (None: the module path)
     rope: RopeTable | None = None
     solo: list[int] | None = None  # batch of one: c_i per MTP layer as ints (see draft_solo)
-    causal: torch.Tensor | None = None  # batch of one: (slots, slots) lower-triangular attention mask
 
     def select(self, rows: torch.Tensor) -> None:
         self.main.select(rows)
@@ -268,12 +267,17 @@ def draft(model, st: SpecState, k: int, temperature: float, top_p: float,
     return torch.stack(drafts, dim=1), q_all
 
 
+def _causal(start: int, end: int, device) -> torch.Tensor:
+    """(1, 1, end - start, end): queries at positions [start, end) over keys [0, end), causal (slot t = position t)."""
+    return torch.ones(end - start, end, dtype=torch.bool, device=device).tril(start)[None, None]
+
+
 def draft_solo(model, st: SpecState, k: int, temperature: float, top_p: float,
                generator) -> tuple[torch.Tensor, torch.Tensor | None]:
     """:func:`draft` for a batch of one sequence, with the same result and far fewer ops.  One row means no
     padding and no validity masks: each MTP cache is rolled back by truncation (its slot t holds position t), so
-    the chunk's mask is a slice of one causal table (none for a single position), RoPE a slice of the table, and
-    the bookkeeping plain ints."""
+    the chunk's mask is a plain causal block (none for a single position), RoPE a slice of the table, and the
+    bookkeeping plain ints."""
     L = int(st.last[0])
     src, src_start = st.hidden, int(st.hidden_start[0])
     embed = model.model.embed_tokens
@@ -287,7 +291,7 @@ def draft_solo(model, st: SpecState, k: int, temperature: float, top_p: float,
             e[:, 0] = 0.0
         cache.length = c
         g = st.layers[i](src[:, c - src_start: L - src_start], e, st.rope.cos[None, c:L], st.rope.sin[None, c:L],
-                         None if W == 1 else st.causal[None, None, c:L, :L], cache)  # (1, W, H)
+                         None if W == 1 else _causal(c, L, e.device), cache)  # (1, W, H)
         keep = max(W - i, 0)  # real entries: positions t <= L-1-i
         cache.length = st.solo[i] = c + keep
         d, q = _pick(model.lm_head(g[:, -1]), temperature, top_p, generator)
@@ -327,13 +331,13 @@ def verify(model, st: SpecState, drafts: torch.Tensor, draft_probs: torch.Tensor
 def verify_solo(model, st: SpecState, drafts: torch.Tensor, draft_probs: torch.Tensor | None, temperature: float,
                 top_p: float, generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`verify` for a batch of one: the main cache is rolled back by truncation (slot t = position t), so
-    positions and mask are slices of tables instead of being built from validity masks."""
+    positions and mask are a table slice and a plain causal block instead of being built from validity masks."""
     L, k = int(st.last[0]), drafts.shape[1]
     end = L + k + 1
     main = st.main
     main.length = L
     with engine_attention(model, drafts.device):
-        out = model.model(input_ids=st.tokens[:, L:end], attention_mask=st.causal[None, None, L:end, :end],
+        out = model.model(input_ids=st.tokens[:, L:end], attention_mask=_causal(L, end, drafts.device),
                           position_ids=st.rope.positions[None, L:end], cache=main, use_cache=True)
     logits = model.lm_head(out.last_hidden_state)  # (1, k+1, V)
     if temperature <= 0:
@@ -450,7 +454,6 @@ def speculative_generate(model, input_ids: list[list[int]], max_new_tokens: int,
         st.rope = RopeTable(model, max_slots + 1, hidden)
         if B == 1:
             st.solo = [0] * k
-            st.causal = torch.ones(max_slots, max_slots, dtype=torch.bool, device=device).tril()
     accepted, drafted = [0] * k, [0] * k
     passes = 1
     rows = list(range(B))  # original index of each live row
