@@ -108,24 +108,25 @@ def specdec_benchmark(model, prompts: list[list[int]], max_new_tokens: int = 128
     num_draft = num_draft or model.num_mtp_layers  # explicit: generate(num_draft=None) would pick by batch size
     measure(model, prompts[:1], 8, speculative=False, stop_ids=stop_ids)  # warm-up (allocator, kernels)
     measure(model, prompts[:1], 8, speculative=True, stop_ids=stop_ids, num_draft=num_draft)
-    configs: list[tuple[str, float, object]] = []  # (method, temperature, run) in table order
+    configs: list[tuple[str, float, int, object]] = []  # (method, temperature, draft depth, run) in table order
     for temp in temperatures:
-        configs.append(("plain", temp, lambda t=temp: measure(model, prompts, max_new_tokens, False, t, top_p,
-                                                              stop_ids=stop_ids, batch_size=batch_size)))
-        configs.append(("mtp-speculative", temp, lambda t=temp: measure(
+        configs.append(("plain", temp, 0, lambda t=temp: measure(model, prompts, max_new_tokens, False, t, top_p,
+                                                                 stop_ids=stop_ids, batch_size=batch_size)))
+        configs.append(("mtp-speculative", temp, num_draft, lambda t=temp: measure(
             model, prompts, max_new_tokens, True, t, top_p, num_draft=num_draft, stop_ids=stop_ids,
             batch_size=batch_size)))
         for d in depths:
-            configs.append((f"mtp-speculative, {d} draft{'s' if d > 1 else ''}", temp, lambda t=temp, d=d: measure(
+            configs.append((f"mtp-speculative, {d} draft{'s' if d > 1 else ''}", temp, d, lambda t=temp, d=d: measure(
                 model, prompts, max_new_tokens, True, t, top_p, num_draft=d, stop_ids=stop_ids,
                 batch_size=batch_size)))
     if peers:
         for name, lookup in (("transformers generate", None), ("transformers prompt-lookup", 10)):
-            configs.append((name, 0.0, lambda lk=lookup: _hf_generate(model, prompts, max_new_tokens, stop_ids, lk)))
+            configs.append((name, 0.0, 0, lambda lk=lookup: _hf_generate(model, prompts, max_new_tokens, stop_ids,
+                                                                         lk)))
     best: dict[int, dict] = {}
     failed: set[int] = set()
     for _ in range(max(1, repeats)):
-        for i, (name, _, run) in enumerate(configs):
+        for i, (name, _, _, run) in enumerate(configs):
             if i in failed:
                 continue
             try:
@@ -141,8 +142,7 @@ def specdec_benchmark(model, prompts: list[list[int]], max_new_tokens: int = 128
     rows: list[dict] = []
     peer_rows: list[dict] = []
     plain_at: dict[float, dict] = {}
-    k = num_draft
-    for i, (name, temp, _) in enumerate(configs):
+    for i, (name, temp, depth, _) in enumerate(configs):
         if i not in best:
             continue
         r = best[i]
@@ -150,7 +150,6 @@ def specdec_benchmark(model, prompts: list[list[int]], max_new_tokens: int = 128
             plain_at[temp] = r
         row = _row(name, temp, r, plain_at.get(temp))
         if not name.startswith("transformers"):  # the row format of benchmarks/specdec.py --json
-            depth = 0 if name == "plain" else int(name.split(", ")[1].split()[0]) if ", " in name else k
             row.update(engine="mimo", mode="plain" if depth == 0 else "speculative", batch=batch_size,
                        draft_layers=depth, acceptance=[])
         for key in ("acceptance", "acceptance_unconditional", "mean_accepted_length", "draft_cost", "ms_per_verify",
@@ -162,7 +161,7 @@ def specdec_benchmark(model, prompts: list[list[int]], max_new_tokens: int = 128
         (peer_rows if name.startswith("transformers") else rows).append(row)
         log(_row_text(row))
     result = {"rows": rows, "peer_rows": peer_rows, "num_prompts": len(prompts), "max_new_tokens": max_new_tokens,
-              "batch_size": batch_size, "num_draft": num_draft or model.num_mtp_layers,
+              "batch_size": batch_size, "num_draft": num_draft,
               "threads": torch.get_num_threads(), "repeats": repeats}
     greedy = {c[0]: best[i] for i, c in enumerate(configs) if c[1] <= 0 and i in best}
     if "plain" in greedy and "mtp-speculative" in greedy:
