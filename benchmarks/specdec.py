@@ -56,12 +56,13 @@ def build_deep(cache: Path, threads: int) -> Path:
         "out_dir": str(root / "pretrain"), "toy": {"vocab_size": 512, "docs_per_source": 20000}, "stages": DEEP_STAGES,
         "batch_size": 32, "batch_size_start": 8, "batch_warmup_steps": 30, "micro_batch_size": 16,
         "warmup_steps": 20, "decay_steps": 60, "eval_every": 0, "save_every": 60, "log_every": 20}}, indent=1))
-    print(f"[specdec] building the deep benchmark model in {root} (~15 min on 2 cores, once)", flush=True)
+    print(f"[specdec] building the deep benchmark model in {root} (~5 min on 2 cores, once)", flush=True)
     mimo = [sys.executable, "-c", "import sys; from mimo.cli import main; sys.exit(main())"]
     resume = ["--resume"] if any((root / "pretrain" / "checkpoints").glob("*")) else ["--overwrite"]
-    steps = [mimo + ["pretrain", "--config", str(cfg), "--threads", str(threads)] + resume,
-             mimo + ["train-mtp", "--init_from", str(root / "pretrain" / "final"), "--out_dir", str(root / "mtp"),
-                     "--threads", str(threads), "--overwrite"] + DEEP_MTP]
+    pretrain = [] if (root / "pretrain" / "final" / "config.json").is_file() else [
+        mimo + ["pretrain", "--config", str(cfg), "--threads", str(threads)] + resume]
+    steps = pretrain + [mimo + ["train-mtp", "--init_from", str(root / "pretrain" / "final"),
+                                "--out_dir", str(root / "mtp"), "--threads", str(threads), "--overwrite"] + DEEP_MTP]
     for cmd in steps:
         if subprocess.run(cmd).returncode != 0:
             raise SystemExit(f"[specdec] building the deep model failed: {' '.join(cmd[3:5])} (command: "
@@ -70,7 +71,7 @@ def build_deep(cache: Path, threads: int) -> Path:
 
 
 def _summary_table(rows: list[dict]) -> str:
-    """The rows in the issue's format: engine, mode, draft layers, temperature, batch; speedup against the same
+    """The rows as a Markdown table: engine, mode, draft layers, temperature, batch; speedup against the same
     engine's plain decoding at the same temperature and batch."""
     plain = {(r["engine"], r["temperature"], r["batch"]): r["tokens_per_s"] for r in rows if r["mode"] == "plain"}
     lines = ["| engine | mode | draft layers | temperature | batch | tokens/s | speedup | acceptance per draft "
