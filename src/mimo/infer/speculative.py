@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from transformers.models.qwen2.modeling_qwen2 import rotate_half
 
 from mimo.infer.decoding import (
     GenerationAborted,
@@ -142,8 +143,8 @@ class FastMTPLayer:
         k = k.view(B, T, self.kv_heads, self.head_dim).transpose(1, 2)
         v = v.view(B, T, self.kv_heads, self.head_dim).transpose(1, 2)
         cos, sin = cos[:, None], sin[:, None]
-        q = q * cos + _rotate_half(q) * sin
-        k = k * cos + _rotate_half(k) * sin
+        q = q * cos + rotate_half(q) * sin
+        k = k * cos + rotate_half(k) * sin
         k, v = cache.update(k, v, 0)
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=self.scaling,
                                            enable_gqa=self.kv_heads != self.heads)
@@ -151,11 +152,6 @@ class FastMTPLayer:
         gate, up = F.linear(_rms(x, n_post, eps), self.w_gate_up).split(self.inter, dim=-1)
         x = x + F.linear(F.silu(gate) * up, self.w_down)
         return _rms(x, n_final, eps)
-
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
 class RopeTable:
