@@ -225,6 +225,19 @@ def test_only_stdin_stdout_stderr_reach_the_program():
     assert judge(code, tests).verdicts == ["passed"] * 3
 
 
+def test_each_test_starts_random_from_a_fresh_seed_and_seeding_still_replays():
+    # the runner reseeds random's global generator in each test's process itself (its at-fork hook is left out)
+    fresh = "import random\nprint(random.random(), random.gauss(0, 1))\n"
+    details = judge(fresh, [{"testtype": "stdin", "input": "", "output": "x"}] * 3).details
+    assert len(set(details)) == 3, details
+    import random
+
+    random.seed(5)
+    want = f"{random.random()} {random.gauss(0, 1)}"
+    seeded = "random.seed(5)\nprint(random.random(), random.gauss(0, 1))\n"  # the prelude's `random`
+    assert judge(seeded, [{"testtype": "stdin", "input": "", "output": want}] * 2).passed == [True, True]
+
+
 def test_annotations_and_the_prelude_behave_as_in_livecodebench():
     annotated = ("def f(x: int) -> int:\n    return x\n"
                  "print(f.__annotations__['x'] is int)\n")

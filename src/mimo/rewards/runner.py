@@ -139,6 +139,27 @@ PRELUDE = "".join(f"from {m} import *\n" for m in PRELUDE_MODULES) + \
     "sys.setrecursionlimit(50000)\n"
 
 
+_RESEED: list = []  # (the C-level seed, random's global generator) when random's at-fork hook was left out
+
+
+def _import_prelude_modules() -> None:
+    """Import the prelude's modules (in the runner, before any fork).  ``random`` registers an at-fork hook that
+    reseeds its global generator in every forked process through the Python-level ``Random.seed``, which cost ~20
+    copy-on-write faults a test.  It is imported here with that hook left out, and each test's process reseeds the
+    generator itself, with the C-level seed from ``os.urandom`` (what ``random.seed()`` does) before the program
+    runs: every test still starts from a fresh seed, at ~4 faults."""
+    if "random" not in sys.modules:
+        register = os.register_at_fork
+        os.register_at_fork = lambda **hooks: None
+        try:
+            import random
+        finally:
+            os.register_at_fork = register
+        _RESEED.append((type(random._inst).__mro__[1].seed, random._inst))
+    for name in PRELUDE_MODULES:
+        __import__(name)
+
+
 # The program's module, made ready before the fork: ``(name, prelude) -> module``, built by :func:`prepare_modules`
 # in the runner.  A test's process then runs the program in its copy-on-write copy of that module instead of
 # executing the prelude itself: binding the prelude's ~600 names in a forked child touches (and so copies) the
@@ -342,8 +363,9 @@ def _solution(code, test: dict, limits: dict, uid: int | None, workdir: str, fds
         os.closerange(3, 1 << 16)  # no descriptor but stdin/stdout/stderr reaches the program
         _become_untrusted(limits, uid, workdir)
         _fresh_stdio(test["mode"])
-        # random, imported before the fork, reseeds itself in every forked child (its own os.register_at_fork
-        # hook), so tests do not replay one sequence; seeding it here again cost ~40 us a test.
+        for seed, generator in _RESEED:  # see _import_prelude_modules: tests must not replay one sequence
+            seed(generator, None)  # from os.urandom, as random.seed() does
+            generator.gauss_next = None
         status = -1
         status = _solution_main(code, test, nonce, prelude)
     except MemoryError:
@@ -618,8 +640,7 @@ def main(argv: list[str]) -> int:
     # inherit: no core files, no POSIX message queues (they would outlive the test).
     _limit(resource.RLIMIT_CORE, 0)
     _limit(resource.RLIMIT_MSGQUEUE, 0)
-    for name in PRELUDE_MODULES:  # imported once here, so that a test pays for neither imports nor the prelude
-        __import__(name)
+    _import_prelude_modules()  # imported once here, so that a test pays for neither imports nor the prelude
     prepare_modules()
     gc.freeze()  # a collection in a test's process must not walk (and so copy) every page the runner owns
     out = sys.stdout.buffer
