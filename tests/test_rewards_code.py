@@ -226,10 +226,14 @@ def test_only_stdin_stdout_stderr_reach_the_program():
 
 
 def test_each_test_starts_random_from_a_fresh_seed_and_seeding_still_replays():
-    # the runner reseeds random's global generator in each test's process itself (its at-fork hook is left out)
+    # the runner swaps random's at-fork reseed for C-level hooks: each test (and each fork of a program) reseeds
     fresh = "import random\nprint(random.random(), random.gauss(0, 1))\n"
     details = judge(fresh, [{"testtype": "stdin", "input": "", "output": "x"}] * 3).details
     assert len(set(details)) == 3, details
+    forks = ("import os, random\nr, w = os.pipe()\nif os.fork() == 0:\n"
+             "    os.write(w, repr(random.random()).encode())\n    os._exit(0)\n"
+             "os.wait()\nprint(os.read(r, 100).decode() != repr(random.random()))\n")
+    assert judge(forks, [{"testtype": "stdin", "input": "", "output": "True"}]).passed == [True]  # as in CPython
     import random
 
     random.seed(5)

@@ -139,23 +139,24 @@ PRELUDE = "".join(f"from {m} import *\n" for m in PRELUDE_MODULES) + \
     "sys.setrecursionlimit(50000)\n"
 
 
-_RESEED: list = []  # (the C-level seed, random's global generator) when random's at-fork hook was left out
-
-
 def _import_prelude_modules() -> None:
     """Import the prelude's modules (in the runner, before any fork).  ``random`` registers an at-fork hook that
     reseeds its global generator in every forked process through the Python-level ``Random.seed``, which cost ~20
-    copy-on-write faults a test.  It is imported here with that hook left out, and each test's process reseeds the
-    generator itself, with the C-level seed from ``os.urandom`` (what ``random.seed()`` does) before the program
-    runs: every test still starts from a fresh seed, at ~4 faults."""
+    copy-on-write faults a test.  It is imported here with that hook replaced by two that call C directly and do
+    what ``random.seed()`` does -- the C-level seed from ``os.urandom``, then ``gauss_next = None`` -- so that every
+    test's process, and every process a program forks, still starts from a fresh seed, as in CPython."""
     if "random" not in sys.modules:
+        import functools
+
         register = os.register_at_fork
         os.register_at_fork = lambda **hooks: None
         try:
             import random
         finally:
             os.register_at_fork = register
-        _RESEED.append((type(random._inst).__mro__[1].seed, random._inst))
+        generator = random._inst
+        os.register_at_fork(after_in_child=functools.partial(type(generator).__mro__[1].seed, generator, None))
+        os.register_at_fork(after_in_child=functools.partial(setattr, generator, "gauss_next", None))
     for name in PRELUDE_MODULES:
         __import__(name)
 
@@ -363,9 +364,6 @@ def _solution(code, test: dict, limits: dict, uid: int | None, workdir: str, fds
         os.closerange(3, 1 << 16)  # no descriptor but stdin/stdout/stderr reaches the program
         _become_untrusted(limits, uid, workdir)
         _fresh_stdio(test["mode"])
-        for seed, generator in _RESEED:  # see _import_prelude_modules: tests must not replay one sequence
-            seed(generator, None)  # from os.urandom, as random.seed() does
-            generator.gauss_next = None
         status = -1
         status = _solution_main(code, test, nonce, prelude)
     except MemoryError:
