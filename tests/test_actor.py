@@ -62,6 +62,7 @@ def test_mismatch_is_logged_and_tis_is_the_plain_update_when_engines_agree(tiny_
     plain, m0 = _update(model, _shifted_groups(model, 0.0))
     tis, m1 = _update(model, _shifted_groups(model, 0.0), tis_cap=2.0)
     assert m0["mismatch_abs_mean"] < 1e-6 and m0["mismatch_ratio_out"] == 0.0
+    assert m0["pad_frac"] == pytest.approx(1 / 12)  # sequences of 6 and 5 tokens padded to 2 x 6
     for a, b in zip(plain.parameters(), tis.parameters()):
         assert torch.allclose(a, b, atol=1e-6)
     assert m1["tis_weight_mean"] == pytest.approx(1.0, abs=1e-5)
@@ -120,3 +121,51 @@ def test_online_mtp_loss_trains_only_the_mtp_layers_and_leaves_main_gradients_bi
         assert all(float(g1[n].abs().sum()) > 0 for n in mtp if n.endswith("input_proj.weight"))
     assert m0["grad_norm"] == m1["grad_norm"] and m0["grad_norm"] > 1e-3  # the main norm: clipped, unchanged
     assert "mtp_loss" not in m0 and m1["mtp_loss"] > 0 and 0 <= m1["mtp2_acc"] <= 1 and m1["grad_norm_apart"] > 0
+
+
+def _ragged_groups(model) -> list[Group]:
+    """Two groups whose responses are cut to 1, 2, 3 and 8 tokens: sequences of 4-12 tokens, several to a row."""
+    groups = []
+    for g, prompt in enumerate([[1, 2, 3], [4, 5, 6, 7]]):
+        lps: list = []
+        outs = generate(model, [prompt] * 4, 8, temperature=1.0, seed=g, stop_ids=[], logprobs=lps)
+        groups.append(Group(f"p{g}", [Sample(prompt, o[:n], lp[:n], reward=float(i % 2)) for i, (o, lp, n)
+                                      in enumerate(zip(outs, lps, (1, 2, 3, 8)))]))
+    return groups
+
+
+@pytest.mark.parametrize("mtp", [0.0, 0.2])
+def test_the_packed_update_is_the_padded_one(tiny_model, mtp):
+    """--actor.packed: the same log-probs per sample, the same update and metrics, over fewer positions."""
+    import doctest
+
+    import mimo.rl.actor as actor
+
+    assert doctest.testmod(actor).failed == 0
+    model = tiny_model(seed=2, num_nextn_predict_layers=2)
+    groups = _ragged_groups(model)
+    samples = [s for g in groups for s in g.samples]
+    packed, padded = actor.pack_batch(samples, 0), actor.pad_batch(samples, 0)
+    assert packed["input_ids"].shape == (5, 12) and padded["input_ids"].shape == (8, 12)
+    with torch.no_grad():
+        lp_packed, _ = token_logprobs(model, packed["input_ids"], 1.0, **actor._model_kw(packed))
+        lp_padded, _ = token_logprobs(model, padded["input_ids"], 1.0)
+    for b, (s, (r, o)) in enumerate(zip(samples, packed["where"])):
+        n = len(s.prompt_ids) + len(s.response_ids) - 1
+        torch.testing.assert_close(lp_packed[r, o:o + n], lp_padded[b, :n], rtol=1e-5, atol=1e-6)
+    assert packed["mask"].sum() == padded["mask"].sum() == sum(len(s.response_ids) for s in samples)
+    runs = {}
+    for pack in (False, True):
+        m = copy.deepcopy(model)
+        opt = torch.optim.SGD(m.parameters(), lr=0.1)
+        cfg = ActorConfig(lr=0.1, mini_batch_groups=2, micro_batch_size=8, tis_cap=2.0, mtp_loss_weight=mtp,
+                          packed=pack)
+        runs[pack] = (m, update_policy(m, opt, groups, cfg, pad_id=0, temperature=1.0))
+    (m0, r0), (m1, r1) = runs[False], runs[True]
+    for (n, a), b in zip(m0.named_parameters(), m1.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=n)
+    keys = ["pg_loss", "entropy", "clip_frac", "approx_kl", "grad_norm", "mismatch_abs_mean", "tis_weight_mean"]
+    for k in keys + (["mtp_loss", "mtp1_acc"] if mtp else []):
+        assert r1[k] == pytest.approx(r0[k], rel=1e-4, abs=1e-6), k
+    # 56 tokens (prompts of 3 and 4, responses of 1, 2, 3 and 8 each): 8 rows of 12 padded, 5 packed
+    assert r0["pad_frac"] == pytest.approx(1 - 56 / 96) and r1["pad_frac"] == pytest.approx(1 - 56 / 60)

@@ -75,6 +75,10 @@ class ActorConfig:
     mtp_loss_weight: float = F(0.0, "online MTP loss on the sampled responses (keeps MTP drafts in step with the "
                                     "policy; 0.1-0.2); it trains the MTP layers only, the main model's gradients "
                                     "are unchanged.  0: MTP layers frozen (MiMo-7B)")
+    packed: bool = F(False, "padding-free update: each micro-batch's sequences packed into as few rows of the "
+                            "longest one's length as fit (position ids restart per sequence, a block-diagonal "
+                            "causal mask), as SFT packs; the same loss up to float rounding, fewer positions when "
+                            "lengths are ragged (benchmarks/rl_update.py: no gain at the toy shapes on CPU)")
 
 
 def pad_batch(samples: Sequence[Sample], pad_id: int, device="cpu") -> dict[str, torch.Tensor]:
@@ -94,15 +98,78 @@ def pad_batch(samples: Sequence[Sample], pad_id: int, device="cpu") -> dict[str,
     return {"input_ids": ids.to(device), "mask": mask.to(device), "old_logprobs": old.to(device)}
 
 
+def pack_rows(lengths: Sequence[int]) -> tuple[list[tuple[int, int]], int]:
+    """``(row, offset)`` of each sequence and the number of rows, rows of ``max(lengths)`` tokens, first fit with
+    the longest sequences first.
+
+    >>> pack_rows([5, 12, 7, 4, 6])
+    ([(1, 7), (0, 0), (1, 0), (2, 6), (2, 0)], 3)
+    """
+    T = max(lengths)
+    free: list[int] = []  # tokens left in each row
+    where: list[tuple[int, int]] = [(0, 0)] * len(lengths)
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        row = next((r for r, left in enumerate(free) if left >= lengths[i]), len(free))
+        if row == len(free):
+            free.append(T)
+        where[i] = (row, T - free[row])
+        free[row] -= lengths[i]
+    return where, len(free)
+
+
+def pack_batch(samples: Sequence[Sample], pad_id: int, device="cpu") -> dict:
+    """:func:`pad_batch` without most of its padding: the sequences placed into as few rows of the longest one's
+    length ``T`` as fit (first fit, longest first), so no row attends over more than the padded batch's.
+
+    Returns pad_batch's keys for the rows (``input_ids (R, T)``, ``mask`` and ``old_logprobs (R, T-1)``) plus
+    ``position_ids (R, T)`` restarting at 0 for each sequence, ``attention_mask (R, 1, T, T)`` (bool: causal within
+    one sequence; a padding position sees only itself) and ``where``: ``(row, offset)`` of each sample, in order.
+    The logit at a sequence's last position predicts the next sequence's first token: ``mask`` is 0 there, as on
+    prompts and padding."""
+    lengths = [len(s.prompt_ids) + len(s.response_ids) for s in samples]
+    T = max(lengths)
+    where, R = pack_rows(lengths)
+    ids = torch.full((R, T), pad_id, dtype=torch.long)
+    pos = torch.zeros(R, T, dtype=torch.long)
+    doc = torch.full((R, T), -1, dtype=torch.long)  # which sample fills each position; -1: padding
+    mask = torch.zeros(R, T - 1)
+    old = torch.zeros(R, T - 1)
+    for i, (s, (r, o)) in enumerate(zip(samples, where)):
+        n_p, n = len(s.prompt_ids), len(s.response_ids)
+        ids[r, o:o + n_p + n] = torch.tensor(s.prompt_ids + s.response_ids)
+        pos[r, o:o + n_p + n] = torch.arange(n_p + n)
+        doc[r, o:o + n_p + n] = i
+        start = o + n_p - 1  # logits at position p predict token p + 1
+        mask[r, start:start + n] = 1.0
+        old[r, start:start + n] = torch.tensor(s.logprobs[:n], dtype=torch.float32)
+    causal = torch.ones(T, T, dtype=torch.bool).tril()
+    same = (doc[:, :, None] == doc[:, None, :]) & (doc[:, :, None] >= 0)
+    attn = (causal[None] & same) | torch.eye(T, dtype=torch.bool)[None]
+    return {"input_ids": ids.to(device), "mask": mask.to(device), "old_logprobs": old.to(device),
+            "position_ids": pos.to(device), "attention_mask": attn[:, None].to(device), "where": where}
+
+
+def _batch(samples: Sequence[Sample], pad_id: int, device, packed: bool) -> dict:
+    """The micro-batch tensors (:func:`pack_batch` or :func:`pad_batch`, whose ``where`` is one row per sample)."""
+    if packed:
+        return pack_batch(samples, pad_id, device)
+    return {**pad_batch(samples, pad_id, device), "where": [(b, 0) for b in range(len(samples))]}
+
+
+def _model_kw(batch: dict) -> dict:
+    return {k: batch[k] for k in ("position_ids", "attention_mask") if k in batch}
+
+
 def token_logprobs(model, input_ids: torch.Tensor, temperature: float = 1.0,
-                   with_entropy: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Log-prob of each next token (B, T-1) under ``softmax(logits / temperature)``, and optionally the entropy."""
-    logp, entropy, _ = _policy_forward(model, input_ids, temperature, with_entropy)
+                   with_entropy: bool = False, **model_kw) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-prob of each next token (B, T-1) under ``softmax(logits / temperature)``, and optionally the entropy.
+    ``model_kw``: ``position_ids`` / ``attention_mask`` of a packed batch."""
+    logp, entropy, _ = _policy_forward(model, input_ids, temperature, with_entropy, **model_kw)
     return logp, entropy
 
 
 def _policy_forward(model, input_ids: torch.Tensor, temperature: float, with_entropy: bool,
-                    mtp_mask: torch.Tensor | None = None, mtp_loss_weight: float = 0.0):
+                    mtp_mask: torch.Tensor | None = None, mtp_loss_weight: float = 0.0, **model_kw):
     """:func:`token_logprobs` plus, with ``mtp_loss_weight > 0``, the detached MTP losses on the tokens where
     ``mtp_mask`` (B, T-1, aligned with next-token targets) is 1: ``[(loss, accuracy) of MTP layer i, ...]`` for
     the layers that have a target here (layer i predicts 2 + i ahead; a batch of short responses gives none)."""
@@ -110,12 +177,13 @@ def _policy_forward(model, input_ids: torch.Tensor, temperature: float, with_ent
     if mtp_loss_weight > 0:
         labels = input_ids.masked_fill(
             torch.cat([torch.zeros_like(mtp_mask[:, :1]), mtp_mask], dim=1) == 0, -100)  # response tokens only
-        out = model(input_ids=input_ids, labels=labels, mtp_loss_weight=mtp_loss_weight, mtp_detached=True)
+        out = model(input_ids=input_ids, labels=labels, mtp_loss_weight=mtp_loss_weight, mtp_detached=True,
+                    **model_kw)
         logits = out.logits
         mtp = [(loss, acc) for i, (loss, acc) in enumerate(zip(out.mtp_losses, out.mtp_accuracies))
                if bool((labels[:, 2 + i:] != -100).any())]  # no target: cross-entropy is 0/0
     else:
-        logits = model(input_ids=input_ids).logits
+        logits = model(input_ids=input_ids, **model_kw).logits
     logits = logits[:, :-1].float() / temperature  # (B, T-1, V)
     logp_all = torch.log_softmax(logits, dim=-1)
     logp = logp_all.gather(-1, input_ids[:, 1:, None])[..., 0]  # (B, T-1)
@@ -159,6 +227,7 @@ def update_policy(model, optimizer, groups: Sequence[Group], cfg: ActorConfig, p
     rng = random.Random(seed)
     totals: dict[str, float] = {}
     updates = 0
+    padded = [0, 0]  # (positions in the padded micro-batches, positions holding tokens) on this rank
     trainer_old: dict[int, torch.Tensor] = {}  # id(sample) -> (T-1,) the trainer's log-probs before any update
     mismatch: dict[str, float] = {}
     if cfg.tis_cap > 0 or cfg.log_mismatch:
@@ -182,23 +251,27 @@ def update_policy(model, optimizer, groups: Sequence[Group], cfg: ActorConfig, p
                 local = mb[:1]
 
             def micro_loss(model, micro, num_tokens=num_tokens, scale=scale):
-                batch = pad_batch([s for s, _ in micro], pad_id, device)
+                batch = _batch([s for s, _ in micro], pad_id, device, cfg.packed)
+                kw = _model_kw(batch)
                 logp, ent, mtp = _policy_forward(model, batch["input_ids"], temperature, True, batch["mask"],
-                                                 mtp_weight)
+                                                 mtp_weight, **kw)
                 ref = None
                 if ref_model is not None:
                     with torch.no_grad():
-                        ref, _ = token_logprobs(ref_model, batch["input_ids"], temperature)
+                        ref, _ = token_logprobs(ref_model, batch["input_ids"], temperature, **kw)
                 old, weights = batch["old_logprobs"], None
+                advantages = torch.zeros_like(old)  # each sample's advantage on its own positions
+                for (s, a), (r, o) in zip(micro, batch["where"]):
+                    advantages[r, o:o + len(s.prompt_ids) + len(s.response_ids) - 1] = a
                 if cfg.tis_cap > 0:
                     rec = torch.zeros_like(old)
-                    for b, (s, _) in enumerate(micro):
+                    for (s, _), (r, o) in zip(micro, batch["where"]):
                         if id(s) in trainer_old:  # absent only in a zero-weight pass
-                            rec[b, : trainer_old[id(s)].shape[0]] = trainer_old[id(s)]
+                            rec[r, o:o + trainer_old[id(s)].shape[0]] = trainer_old[id(s)]
                     weights = tis_weights(rec, old, cfg.tis_cap) * batch["mask"]
                     old = rec
                 loss, metrics = policy_loss(
-                    logp, old, torch.tensor([a for _, a in micro], device=device), batch["mask"],
+                    logp, old, advantages, batch["mask"],
                     eps_low=cfg.eps_low, eps_high=cfg.eps_high, kl_coef=cfg.kl_coef, ref_logprobs=ref,
                     entropy=ent, num_tokens=num_tokens, is_weights=weights)
                 share = float(batch["mask"].sum()) / max(num_tokens, 1.0)
@@ -214,6 +287,11 @@ def update_policy(model, optimizer, groups: Sequence[Group], cfg: ActorConfig, p
                                       for k, v in metrics.items()}
 
             micros = [local[m0:m0 + cfg.micro_batch_size] for m0 in range(0, len(local), cfg.micro_batch_size)]
+            for micro in micros:  # the profile of padding: positions the forward/backward runs over, real ones
+                lengths = [len(s.prompt_ids) + len(s.response_ids) for s, _ in micro]
+                rows = pack_rows(lengths)[1] if cfg.packed else len(micro)
+                padded[0] += rows * max(lengths)
+                padded[1] += sum(lengths)
             step_metrics = accumulate_step(model, optimizer, micros, micro_loss, cfg.grad_clip,
                                            weights=[1.0] * len(micros), clip_apart=mtp_params)
             for k, v in step_metrics.items():
@@ -224,6 +302,7 @@ def update_policy(model, optimizer, groups: Sequence[Group], cfg: ActorConfig, p
     totals.update(norms)
     out = {k: v / max(updates, 1) for k, v in totals.items()}
     out["updates"] = updates
+    out["pad_frac"] = 1.0 - padded[1] / max(padded[0], 1)  # this rank's share of padding positions
     out.update(mismatch)
     return out
 
@@ -240,16 +319,16 @@ def _trainer_old_logprobs(model, samples: Sequence[Sample], cfg: ActorConfig, pa
     total = {"abs": 0.0, "out": 0.0, "tokens": 0.0, "max": 0.0}
     for m0 in range(0, len(samples), cfg.micro_batch_size):
         micro = samples[m0:m0 + cfg.micro_batch_size]
-        batch = pad_batch(micro, pad_id, device)
-        logp, _ = token_logprobs(model, batch["input_ids"], temperature)  # (B, T-1)
+        batch = _batch(micro, pad_id, device, cfg.packed)
+        logp, _ = token_logprobs(model, batch["input_ids"], temperature, **_model_kw(batch))  # (rows, T-1)
         m = logprob_mismatch(logp, batch["old_logprobs"], batch["mask"])
         n = float(batch["mask"].sum())
         total["abs"] += float(m["mismatch_abs_mean"]) * n
         total["out"] += float(m["mismatch_ratio_out"]) * n
         total["tokens"] += n
         total["max"] = max(total["max"], float(m["mismatch_abs_max"]))
-        for b, s in enumerate(micro):
-            rec[id(s)] = logp[b, : len(s.prompt_ids) + len(s.response_ids) - 1].detach()  # unpadded
+        for s, (r, o) in zip(micro, batch["where"]):
+            rec[id(s)] = logp[r, o:o + len(s.prompt_ids) + len(s.response_ids) - 1].detach()  # its own positions
     model.train(was_training)
     peak = all_reduce_sum({"max": total.pop("max")}, info, op="max")["max"]
     total = all_reduce_sum(total, info)  # sync point
