@@ -57,6 +57,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -344,6 +345,9 @@ def run_mimo(spec: dict) -> dict:
         over["scheduler.mode"] = "no_dynamic_sampling"
     if spec["contender"] == "mimo-overlap":
         over["overlap"] = "true"
+    margin = MARGIN.fullmatch(spec["contender"])
+    if margin:
+        over["scheduler.launch_margin"] = margin.group(1)
     every = spec.get("snapshot_every", 0)
     if every:  # the checkpoints are the snapshots for the held-out evaluation (their writes stay on the clock)
         over.update({"save_every": str(every), "keep_checkpoints": "1000"})
@@ -358,7 +362,10 @@ def run_mimo(spec: dict) -> dict:
     snaps = [{"step": r["step"], "path": str(ckpts / f"step_{r['step']:06d}")} for r in recs
              if every and r["step"] % every == 0]
     return {"step_s": [b - a for a, b in zip(marks, marks[1:])], "informative": info,
-            "completions": [GROUP * PROMPTS_PER_STEP] * len(recs), "snapshots": snaps}
+            "completions": [GROUP * PROMPTS_PER_STEP] * len(recs), "snapshots": snaps,
+            "launched": [r.get("launched_groups", 0) for r in recs],
+            "aborted": [r.get("aborted_groups", 0) for r in recs],
+            "waste_ratio": [r.get("waste_ratio", 0.0) for r in recs]}
 
 
 # ------------------------------------------------------------------------------------------ learning efficiency
@@ -469,13 +476,24 @@ def summarise(shape: str, contender: str, runs: list[dict], warmup: int) -> dict
     med = statistics.median(per_round)
     frac = inf / max(comp, 1)
     cps = GROUP * PROMPTS_PER_STEP / med
-    return {"contender": contender, "shape": shape, "s_per_step_min": min(per_round), "s_per_step_median": med,
-            "completions_per_s": cps, "informative_per_s": cps * frac, "informative_frac": frac,
-            "rounds": per_round}
+    row = {"contender": contender, "shape": shape, "s_per_step_min": min(per_round), "s_per_step_median": med,
+           "completions_per_s": cps, "informative_per_s": cps * frac, "informative_frac": frac,
+           "rounds": per_round}
+    if all("launched" in r for r in runs):  # mimo: groups launched / aborted per step, the waste ratio
+        for key in ("launched", "aborted", "waste_ratio"):
+            row[f"{key}_per_step" if key != "waste_ratio" else key] = statistics.mean(
+                v for r in runs for v in r[key][warmup:len(r["step_s"])])
+    return row
 
 
 NAMES = {"trl": f"TRL {TRL_VERSION} GRPOTrainer (HF generate)", "mimo": "mimo rl, full engine, 2 workers x 1 thread",
          "mimo-overlap": "mimo rl, full engine + --overlap true", "mimo-nods": "mimo rl, dynamic sampling off"}
+MARGIN = re.compile(r"mimo-margin([0-9]+(?:\.[0-9]+)?)")  # mimo with --scheduler.launch_margin M (default: auto)
+
+
+def name_of(contender: str) -> str:
+    margin = MARGIN.fullmatch(contender)
+    return f"mimo rl, full engine, launch margin {margin.group(1)}" if margin else NAMES[contender]
 
 
 def print_table(rows: list[dict], loads: list[float]) -> None:
@@ -486,8 +504,11 @@ def print_table(rows: list[dict], loads: list[float]) -> None:
     print(head + "\n" + "-" * len(head))
     for r in rows:
         s = f"{r['s_per_step_min']:.2f} / {r['s_per_step_median']:.2f}"
-        print(f"{r['shape']:5s} | {NAMES.get(r['contender'], r['contender']):44s} | {s:>21s} | "
-              f"{r['completions_per_s']:13.1f} | {r['informative_per_s']:14.1f} ({100 * r['informative_frac']:3.0f}%)")
+        launched = (f" | launched {r['launched_per_step']:.1f} / aborted {r['aborted_per_step']:.1f} groups a step, "
+                    f"waste {r['waste_ratio']:.2f}" if "launched_per_step" in r else "")
+        print(f"{r['shape']:5s} | {name_of(r['contender']):44s} | {s:>21s} | "
+              f"{r['completions_per_s']:13.1f} | {r['informative_per_s']:14.1f} ({100 * r['informative_frac']:3.0f}%)"
+              + launched)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -524,8 +545,8 @@ def main(argv: list[str] | None = None) -> int:
     shapes = (args.shapes or ("1M" if args.quick else ",".join(SHAPES))).split(",")
     contenders = args.contenders.split(",")
     for c in contenders:
-        if c not in NAMES:
-            ap.error(f"--contenders: unknown {c!r}")
+        if c not in NAMES and not MARGIN.fullmatch(c):
+            ap.error(f"--contenders: unknown {c!r} (known: {', '.join(NAMES)}, mimo-margin<M>)")
     cache = Path(args.cache).expanduser()
     cache.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
