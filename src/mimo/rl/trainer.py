@@ -23,8 +23,8 @@ that validate, checkpoint or end the run are trained synchronously, so resume st
 ``policy_version``, ``staleness_max``/``staleness_mean``, ``stale_retired_groups`` and ``overlap_wait_s``.
 
 Logged per step: reward, pass rate, response length, entropy, clip fraction, approx KL, informative / wasted groups,
-worker idle ratio, waste ratio, easy-pool size and the time split rollout / reward / train / weight sync
-(``sync_s``).
+worker idle ratio, waste ratio, the update's padding share (``pad_frac``), easy-pool size and the time split
+rollout / reward / train / weight sync (``sync_s``).
 """
 
 from __future__ import annotations
