@@ -83,19 +83,29 @@ class ActorConfig:
 
 def pad_batch(samples: Sequence[Sample], pad_id: int, device="cpu") -> dict[str, torch.Tensor]:
     """Right-padded ``input_ids (B, T)``; ``mask``, ``old_logprobs`` (B, T-1) aligned with next-token targets."""
-    lengths = [len(s.prompt_ids) + len(s.response_ids) for s in samples]
-    T = max(lengths)
-    ids = torch.full((len(samples), T), pad_id, dtype=torch.long)
-    mask = torch.zeros(len(samples), T - 1)
-    old = torch.zeros(len(samples), T - 1)
-    for b, s in enumerate(samples):
-        seq = s.prompt_ids + s.response_ids
-        ids[b, : len(seq)] = torch.tensor(seq)
-        start = len(s.prompt_ids) - 1  # logits at position p predict token p + 1
-        n = len(s.response_ids)
-        mask[b, start:start + n] = 1.0
-        old[b, start:start + n] = torch.tensor(s.logprobs[:n], dtype=torch.float32)
-    return {"input_ids": ids.to(device), "mask": mask.to(device), "old_logprobs": old.to(device)}
+    T = max(len(s.prompt_ids) + len(s.response_ids) for s in samples)
+    batch = _place(samples, [(b, 0) for b in range(len(samples))], len(samples), T, pad_id)
+    return {k: batch[k].to(device) for k in ("input_ids", "mask", "old_logprobs")}
+
+
+def _place(samples: Sequence[Sample], where: Sequence[tuple[int, int]], rows: int, T: int, pad_id: int) -> dict:
+    """Each sample's tokens at its ``(row, offset)`` of a ``(rows, T)`` batch: ``input_ids``, ``position_ids``
+    (from 0 in each sample), ``doc`` (the sample's index; -1 on padding), and ``mask`` / ``old_logprobs`` on the
+    positions whose logits predict its response tokens."""
+    ids = torch.full((rows, T), pad_id, dtype=torch.long)
+    pos = torch.zeros(rows, T, dtype=torch.long)
+    doc = torch.full((rows, T), -1, dtype=torch.long)
+    mask = torch.zeros(rows, T - 1)
+    old = torch.zeros(rows, T - 1)
+    for i, (s, (r, o)) in enumerate(zip(samples, where)):
+        n_p, n = len(s.prompt_ids), len(s.response_ids)
+        ids[r, o:o + n_p + n] = torch.tensor(s.prompt_ids + s.response_ids)
+        pos[r, o:o + n_p + n] = torch.arange(n_p + n)
+        doc[r, o:o + n_p + n] = i
+        start = o + n_p - 1  # logits at position p predict token p + 1
+        mask[r, start:start + n] = 1.0
+        old[r, start:start + n] = torch.tensor(s.logprobs[:n], dtype=torch.float32)
+    return {"input_ids": ids, "position_ids": pos, "doc": doc, "mask": mask, "old_logprobs": old}
 
 
 def pack_rows(lengths: Sequence[int]) -> tuple[list[tuple[int, int]], int]:
@@ -128,25 +138,13 @@ def pack_batch(samples: Sequence[Sample], pad_id: int, device="cpu") -> dict:
     prompts and padding."""
     lengths = [len(s.prompt_ids) + len(s.response_ids) for s in samples]
     T = max(lengths)
-    where, R = pack_rows(lengths)
-    ids = torch.full((R, T), pad_id, dtype=torch.long)
-    pos = torch.zeros(R, T, dtype=torch.long)
-    doc = torch.full((R, T), -1, dtype=torch.long)  # which sample fills each position; -1: padding
-    mask = torch.zeros(R, T - 1)
-    old = torch.zeros(R, T - 1)
-    for i, (s, (r, o)) in enumerate(zip(samples, where)):
-        n_p, n = len(s.prompt_ids), len(s.response_ids)
-        ids[r, o:o + n_p + n] = torch.tensor(s.prompt_ids + s.response_ids)
-        pos[r, o:o + n_p + n] = torch.arange(n_p + n)
-        doc[r, o:o + n_p + n] = i
-        start = o + n_p - 1  # logits at position p predict token p + 1
-        mask[r, start:start + n] = 1.0
-        old[r, start:start + n] = torch.tensor(s.logprobs[:n], dtype=torch.float32)
+    where, rows = pack_rows(lengths)
+    batch = _place(samples, where, rows, T, pad_id)
+    doc = batch.pop("doc")
     causal = torch.ones(T, T, dtype=torch.bool).tril()
     same = (doc[:, :, None] == doc[:, None, :]) & (doc[:, :, None] >= 0)
-    attn = (causal[None] & same) | torch.eye(T, dtype=torch.bool)[None]
-    return {"input_ids": ids.to(device), "mask": mask.to(device), "old_logprobs": old.to(device),
-            "position_ids": pos.to(device), "attention_mask": attn[:, None].to(device), "where": where}
+    batch["attention_mask"] = ((causal[None] & same) | torch.eye(T, dtype=torch.bool)[None])[:, None]
+    return {**{k: v.to(device) for k, v in batch.items()}, "where": where}
 
 
 def _batch(samples: Sequence[Sample], pad_id: int, device, packed: bool) -> dict:
