@@ -239,7 +239,8 @@ def ensure_venv(venv: Path) -> Path:
                           capture_output=True, text=True, check=True).stdout.strip()
     # this venv's site-packages (torch, transformers, the editable mimo) after the new venv's own
     ours = [p for p in site.getsitepackages() if "site-packages" in p]
-    Path(pure, "_mimo_peers.pth").write_text(f"import site; [site.addsitedir(p) for p in {ours!r}]\n")
+    # one exec'd line: a list comprehension there would not see the `site` it imports (its own scope, Python 3.11)
+    Path(pure, "_mimo_peers.pth").write_text(f"import site; list(map(site.addsitedir, {ours!r}))\n")
     pins = venv / "constraints.txt"
     pins.write_text(f"torch=={torch.__version__}\ntransformers=={transformers.__version__}\n")
     print(f"[peers] installing trl=={TRL_VERSION} into {venv} (torch {torch.__version__}, transformers "
