@@ -260,6 +260,42 @@ def test_a_dead_session_costs_one_test_the_rest_run_again():
         box.close()
 
 
+class _LosingBox:
+    """A real sandbox whose first run loses the reports after test 0, as when the session dies during a test
+    that ran too briefly to be announced (``running`` None) or during an announced one (``running`` given)."""
+
+    def __init__(self, box, running):
+        self.box, self.root, self.running, self.jobs = box, box.root, running, []
+
+    def run(self, job, checks, limits):
+        self.jobs.append(job)
+        run = self.box.run(job, checks, limits)
+        if len(self.jobs) == 1:
+            run.reports = {i: r for i, r in run.reports.items() if i == 0}
+            run.error, run.running = "the sandbox stopped: lost", self.running
+        return run
+
+
+@pytest.mark.parametrize("running", [None, 1])
+def test_reports_lost_from_a_batch_are_rerun_one_report_at_a_time(running):
+    from mimo.rewards.code import judge
+    from mimo.rewards.sandbox import Sandbox
+
+    box = _LosingBox(Sandbox(), running)
+    tests = [{"testtype": "stdin", "input": str(n), "output": str(2 * n)} for n in (1, 2, 3)]
+    try:
+        result = judge("print(2 * int(input()))", tests, sandbox=box)
+    finally:
+        box.box.close()
+    sent = [([t["i"] for t in job["tests"]], job.get("reports")) for job in box.jobs]
+    if running is None:  # which test the runner died in is unknown: the missing ones run again, reported singly
+        assert sent == [([0, 1, 2], None), ([1, 2], "each")]
+        assert result.verdicts == ["passed"] * 3
+    else:  # the runner had announced test 1: it gets the blame, as with reports sent singly
+        assert sent == [([0, 1, 2], None), ([2], None)]
+        assert result.verdicts == ["passed", "sandbox_error", "passed"]
+
+
 def test_large_outputs_and_checks_in_one_job_do_not_deadlock(pool):
     code = "import sys\ndef f(x):\n    return x\nif __name__ == '__main__':\n    sys.stdout.write('7' * (4 << 20))\n"
     big = repr("y" * (2 << 20))

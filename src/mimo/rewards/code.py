@@ -227,9 +227,11 @@ def judge(code: str, tests: Sequence[dict], *, fn_name: str | None = None, sandb
     verdicts, details, times = ["sandbox_error"] * n, ["not run"] * n, [0.0] * n
     checks = {str(i): {"prelude": t.get("prelude", ""), "test": t["test"], "entry_point": t["entry_point"]}
               for i, t in enumerate(tests) if t["testtype"] == "assert"}
-    pending, retry_whole = list(range(n)), True
+    pending, retry_whole, batched = list(range(n)), True, True
     while pending:
         job = {"code": code, "tests": [_runner_test(i, tests[i], fn_name) for i in pending], "prelude": lim.prelude}
+        if not batched:
+            job["reports"] = "each"
         wanted = {k: v for k, v in checks.items() if int(k) in pending}
         run = box.run(job, wanted or None, lim)
         for i in pending:
@@ -241,6 +243,13 @@ def judge(code: str, tests: Sequence[dict], *, fn_name: str | None = None, sandb
         if not missing:
             break
         why = run.error or "the sandbox stopped"
+        if batched and run.running != missing[0]:
+            # The runner sends reports in batches and announces only tests that run long, so which test it died
+            # in is unknown: the missing ones run again in a fresh session that reports after every test.
+            batched, pending = False, missing
+            if not run.reports:  # this rerun is also the one retry of a session that died while idle
+                retry_whole = False
+            continue
         if not run.reports and retry_whole:  # a session that died while idle, or a slow start: once more
             retry_whole = False
             continue

@@ -9,8 +9,8 @@ kinds of process:
   expected outputs -- one JSON line each from stdin, compiles the program once per job (compiling runs none of it),
   forks one **solution** process per test, enforces the per-test wall clock, then kills whatever the test left
   running, empties ``/tmp`` (a session where that fails is replaced), reads the test's stdout (a memfd: more than
-  the output cap is ``output_limit``) and writes a JSON report line per test.  It keeps uid 0, so the solution can
-  neither signal, ptrace nor read it.
+  the output cap is ``output_limit``) and writes a JSON report line per test (in batches: :class:`_Reports`).
+  It keeps uid 0, so the solution can neither signal, ptrace nor read it.
 * a **solution** process per test: closes every descriptor but 0-2, drops to uid ``U`` (RLIMIT_NPROC is ignored
   for uid 0), sets rlimits, binds the serializer and the write calls that carry a result out, then runs the
   untrusted code (after :data:`PRELUDE` for stdin and call tests): as ``__main__`` on the test's stdin (``stdin``
@@ -513,11 +513,12 @@ def _tail(fd: int, keep: int) -> tuple[bytes, int]:
     return b"".join(chunks), size
 
 
-def _run_test(code, test: dict, index: int, job: dict, control: socket.socket | None) -> dict:
+def _run_test(code, test: dict, index: int, job: dict, control: socket.socket | None, reports: _Reports) -> dict:
     """One test in a fresh process.  Its stdout is a memfd, read once it has exited (RLIMIT_FSIZE bounds it; more
     than ``output_bytes`` is ``output_limit``); its stderr is a pipe whose tail is kept, so that no amount of it
     fails the program.  While the test runs the runner only waits on its pidfd and that pipe: it writes to (and
-    pays a copy-on-write fault for) few pages."""
+    pays a copy-on-write fault for) few pages.  A test still running after :data:`FLUSH_AFTER_S` has the reports
+    before it sent, and itself announced as running (:class:`_Reports`)."""
     limits, uid, workdir = job["limits"], job["uid"], job["workdir"]
     mode = test["mode"]
     out_fd = os.memfd_create("stdout")
@@ -545,10 +546,18 @@ def _run_test(code, test: dict, index: int, job: dict, control: socket.socket | 
     waiting.register(err_r, select.POLLIN)
     os.set_blocking(err_r, False)
     stderr, exited, deadline = bytearray(), False, start + limits["time"]
+    announce_at = start + FLUSH_AFTER_S
     while not exited:
-        remaining = deadline - time.monotonic()
+        now = time.monotonic()
+        remaining = deadline - now
         if remaining <= 0:
             break
+        if announce_at is not None:
+            if now >= announce_at:
+                reports.running(index)
+                announce_at = None
+            else:
+                remaining = min(remaining, announce_at - now)
         for fd, _ in waiting.poll(remaining * 1000):
             if fd == pidfd:
                 exited = True
@@ -591,6 +600,39 @@ def _run_test(code, test: dict, index: int, job: dict, control: socket.socket | 
 
 
 _DIRTY: list[int] = []  # tests after which /tmp could not be emptied (the judge then replaces the sandbox)
+FLUSH_AFTER_S = 0.02  # a test running longer than this has the reports before it sent while it runs
+REPORT_BATCH_BYTES = 1 << 16  # reports held back at most
+
+
+class _Reports:
+    """The report lines of one job, sent to the judge in batches: a write and a wake-up of the judge per test cost
+    more than a small test's own run.  They go out when :data:`REPORT_BATCH_BYTES` are held, when a test runs past
+    :data:`FLUSH_AFTER_S` -- then followed by ``{"running": i}``, so that if the sandbox dies during that test the
+    judge knows which one it was -- and at the end of the job.  ``each`` (the judge's rerun after a sandbox died
+    with reports held back) sends every report as soon as its test has finished."""
+
+    def __init__(self, out, job_id, each: bool):
+        self.out, self.job_id, self.each = out, job_id, each
+        self.held: list[bytes] = []
+        self.size = 0
+
+    def add(self, report: dict) -> None:
+        line = json.dumps(report).encode() + b"\n"
+        self.held.append(line)
+        self.size += len(line)
+        if self.each or self.size >= REPORT_BATCH_BYTES:
+            self.flush()
+
+    def running(self, index: int) -> None:
+        if not self.each:
+            self.held.append(json.dumps({"job": self.job_id, "running": index}).encode() + b"\n")
+            self.flush()
+
+    def flush(self) -> None:
+        if self.held:
+            self.out.write(b"".join(self.held))
+            self.out.flush()
+            self.held, self.size = [], 0
 
 
 def _ipc_leftovers() -> bool:
@@ -617,7 +659,8 @@ def _not_dumpable() -> None:
 
 
 def main(argv: list[str]) -> int:
-    """Serve jobs, one JSON line each on stdin, until EOF: a report line per test, then ``{"job", "done"}``."""
+    """Serve jobs, one JSON line each on stdin, until EOF: a report line per test (in batches, see
+    :class:`_Reports`), then ``{"job", "done"}``."""
     os.environ.pop("LD_BIND_NOW", None)  # the judge's setting for the runner's own start-up (see sandbox.py)
     check_uid = int(argv[argv.index("--check-uid") + 1]) if "--check-uid" in argv else None
     if check_uid is None:  # not root: the program keeps our uid, so /proc/<runner or checker>/fd must be closed to it
@@ -646,15 +689,15 @@ def main(argv: list[str]) -> int:
         job = json.loads(line)
         job["checker_pid"] = checker_pid
         program = precompile(job["code"]) or job["code"]
+        reports = _Reports(out, job["job"], each=job.get("reports") == "each")
         for index, test in enumerate(job["tests"]):
-            report = _run_test(program, test, test.get("i", index), job, control)
+            report = _run_test(program, test, test.get("i", index), job, control, reports)
             report["job"] = job["job"]
-            out.write(json.dumps(report).encode() + b"\n")
-            out.flush()
+            reports.add(report)
         restart = _ipc_leftovers() or bool(_DIRTY)  # what outlives the job: the next one needs a fresh sandbox
-        out.write(json.dumps({"job": job["job"], "done": True, "restart": restart}).encode() + b"\n")
-        out.flush()
-        del job, line
+        reports.held.append(json.dumps({"job": job["job"], "done": True, "restart": restart}).encode() + b"\n")
+        reports.flush()
+        del job, line, reports
     control.close()
     os.waitpid(checker_pid, 0)
     return 0

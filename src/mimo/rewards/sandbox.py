@@ -120,6 +120,7 @@ class SandboxRun:
     checks: dict[int, dict]
     error: str = ""  # why the sandbox failed as a whole ("" when the runner finished)
     stderr: str = ""
+    running: int | None = None  # the test the runner last announced as running (it reports in batches)
 
 
 def _allocate_uids() -> tuple[int, int]:
@@ -347,7 +348,9 @@ class _Session:
                         record = json.loads(line)
                         if record.get("job") != job_id:
                             continue  # a late line of an earlier job
-                        if record.get("done"):
+                        if "running" in record:
+                            run.running = int(record["running"])
+                        elif record.get("done"):
                             finished = True
                             if record.get("restart"):  # SysV IPC or /tmp leftovers: start afresh next time
                                 self.healthy = False
