@@ -628,6 +628,11 @@ class _Reports:
             self.held.append(json.dumps({"job": self.job_id, "running": index}).encode() + b"\n")
             self.flush()
 
+    def done(self, restart: bool) -> None:
+        """The job's last line, sent with whatever is still held."""
+        self.held.append(json.dumps({"job": self.job_id, "done": True, "restart": restart}).encode() + b"\n")
+        self.flush()
+
     def flush(self) -> None:
         if self.held:
             self.out.write(b"".join(self.held))
@@ -695,8 +700,7 @@ def main(argv: list[str]) -> int:
             report["job"] = job["job"]
             reports.add(report)
         restart = _ipc_leftovers() or bool(_DIRTY)  # what outlives the job: the next one needs a fresh sandbox
-        reports.held.append(json.dumps({"job": job["job"], "done": True, "restart": restart}).encode() + b"\n")
-        reports.flush()
+        reports.done(restart)
         del job, line, reports
     control.close()
     os.waitpid(checker_pid, 0)
